@@ -29,6 +29,9 @@ BUILD ?= build
 
 # Headless plots everywhere (tests, notebooks run by nbval and nbconvert).
 export MPLBACKEND := Agg
+# OpenMP threads that spin while waiting make tiny torch ops several times slower on a busy
+# 2-core machine; passive waiting costs nothing measurable when the machine is idle.
+export OMP_WAIT_POLICY := PASSIVE
 
 .PHONY: help venv install lab test lint unit notebooks student student-check course clean distclean
 

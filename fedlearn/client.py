@@ -97,6 +97,8 @@ class Client:
     test: TensorDataset | None = None
     name: str = ""
     meta: dict[str, object] = field(default_factory=dict)
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    """Local loss; ``None`` means cross-entropy (with ``TrainConfig.class_weights``)."""
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -112,7 +114,7 @@ class Client:
             hooks: Sequence[LocalHook] = ()) -> ClientUpdate:
         """Load the global weights into ``model``, train locally, return the update."""
         return local_train(model, global_state, self.train, config, seed=seed, hooks=hooks,
-                           cid=self.cid)
+                           cid=self.cid, loss_fn=self.loss_fn)
 
 
 def _batches(n: int, batch_size: int | None, gen: torch.Generator) -> list[torch.Tensor]:

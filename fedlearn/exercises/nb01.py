@@ -1,0 +1,237 @@
+"""Self-checks for notebook 01, *What federated learning is, and why medicine needs it*.
+
+Every checker recomputes the right answer independently of the notebook (from the clients'
+sizes, by minimising the objectives directly, or on fresh random patients), so a learner
+cannot pass by copying a number printed earlier in the notebook.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from ..client import Client, TrainConfig, local_train, predict_proba
+from ..history import History
+from ..metrics import classification_metrics
+from ..models import make_model
+from ..update import ClientUpdate
+from ..utils import StateDict, clone_state
+from . import correct
+
+__all__ = ["check_fedavg_weights", "check_weighting_bias", "check_fixed_points",
+           "check_gradient_inversion", "logreg_direction", "logreg_minimiser"]
+
+Model = nn.Module | Mapping[str, torch.Tensor] | History
+
+
+def _state_of(obj: Model) -> StateDict:
+    """The weights of a model, a state dict or a finished run (``History.final_state``)."""
+    if isinstance(obj, History):
+        if obj.final_state is None:
+            raise AssertionError("this History has no final weights: pass the History that "
+                                 "fl.run returned (or the model it trained)")
+        return dict(obj.final_state)
+    if isinstance(obj, nn.Module):
+        return clone_state(obj.state_dict())
+    if isinstance(obj, Mapping):
+        return dict(obj)
+    raise AssertionError(f"expected a model, a state dict or a History, got {type(obj).__name__}")
+
+
+def logreg_direction(obj: Model) -> torch.Tensor:
+    """The parameters that matter in fedlearn's two-output logistic regression.
+
+    ``softmax(Wx + b)`` only depends on the *difference* of the two rows: the logit of
+    disease is ``(W[1] - W[0]) x + (b[1] - b[0])``. Gradient steps never change
+    ``W[0] + W[1]``, so two runs that reach the same model can differ in that sum; comparing
+    the differences ``(beta, beta_0)`` is the meaningful comparison. Returned as float64
+    ``[beta_1, ..., beta_d, beta_0]``.
+    """
+    state = _state_of(obj)
+    if "linear.weight" not in state or "linear.bias" not in state:
+        raise AssertionError("expected the weights of a fl.LogisticRegression "
+                             f"('linear.weight', 'linear.bias'), got keys {sorted(state)}")
+    w, b = state["linear.weight"].double(), state["linear.bias"].double()
+    if w.shape[0] != 2 or b.shape != (2,):
+        raise AssertionError("expected a binary model (2 output rows), got weight "
+                             f"{tuple(w.shape)}")
+    return torch.cat([w[1] - w[0], (b[1] - b[0]).reshape(1)])
+
+
+def _pooled_loss(beta: torch.Tensor, parts: Sequence[tuple[torch.Tensor, torch.Tensor]],
+                 weights: Sequence[float]) -> torch.Tensor:
+    """sum_k weights_k * mean cross-entropy on part k, for the logistic direction ``beta``."""
+    total = torch.zeros((), dtype=torch.float64)
+    for (x, y), wk in zip(parts, weights, strict=True):
+        z = x.double() @ beta[:-1] + beta[-1]
+        total = total + wk * nn.functional.binary_cross_entropy_with_logits(z, y.double())
+    return total
+
+
+def logreg_minimiser(clients: Sequence[Client], weighted: bool = True) -> torch.Tensor:
+    """Minimiser of ``sum_k p_k F_k`` over logistic directions, with p_k = n_k/n or 1/K.
+
+    Solved to machine precision with L-BFGS in float64, an optimiser that has nothing to do
+    with federated averaging, so it is an independent reference for a FedSGD fixed point.
+    """
+    parts = [(c.train.tensors[0], c.train.tensors[1]) for c in clients]
+    n = np.array([c.num_train for c in clients], dtype=float)
+    p = n / n.sum() if weighted else np.full(len(n), 1.0 / len(n))
+    beta = torch.zeros(parts[0][0].shape[1] + 1, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([beta], lr=1.0, max_iter=500, tolerance_grad=1e-12,
+                            tolerance_change=1e-15, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = _pooled_loss(beta, parts, p)
+        loss.backward()
+        return loss
+
+    for _ in range(5):
+        opt.step(closure)
+    return beta.detach()
+
+
+def check_fedavg_weights(weights: Sequence[float] | Mapping[str, float] | torch.Tensor,
+                         clients: Sequence[Client]) -> None:
+    """FedAvg's weights are each hospital's share of the *training* examples, n_k / n."""
+    if isinstance(weights, Mapping):
+        missing = [c.name for c in clients if c.name not in weights]
+        assert not missing, f"no weight for {missing}; key the weights by hospital name"
+        w = np.array([float(weights[c.name]) for c in clients])
+    else:
+        w = np.asarray(torch.as_tensor(weights, dtype=torch.float64).reshape(-1))
+    n = np.array([c.num_train for c in clients], dtype=float)
+    assert w.shape == n.shape, f"expected one weight per hospital ({len(n)}), got {w.size}"
+    if np.allclose(w, n, atol=0.5):
+        raise AssertionError("these are the counts n_k; divide by n = sum_k n_k")
+    assert np.isclose(w.sum(), 1.0, atol=1e-4), \
+        f"the weights sum to {w.sum():.4f}, not 1: divide each n_k by n = sum_k n_k"
+    if np.allclose(w, 1.0 / len(n), atol=1e-4):
+        raise AssertionError("1/K for everyone is the unweighted average: FedAvg weights a "
+                             "hospital by its share n_k / n of the training examples")
+    tests = [c.test for c in clients]
+    if all(t is not None for t in tests):
+        m = np.array([len(t) for t in tests], dtype=float)  # type: ignore[arg-type]
+        if np.allclose(w, m / m.sum(), atol=1e-4) and not np.allclose(m / m.sum(), n / n.sum()):
+            raise AssertionError("these are the shares of the *test* sets; the weights count "
+                                 "the examples each hospital trains on")
+    assert np.allclose(w, n / n.sum(), atol=1e-4), \
+        "expected n_k / n with n_k = len(client.train) (client.num_train)"
+    share = ", ".join(f"{c.name} {wk:.3f}" for c, wk in zip(clients, w, strict=True))
+    correct(f"FedAvg weights n_k/n = {share}")
+
+
+def _pooled_train_loss(obj: Model, clients: Sequence[Client]) -> float:
+    parts = [(c.train.tensors[0], c.train.tensors[1]) for c in clients]
+    n = np.array([c.num_train for c in clients], dtype=float)
+    return float(_pooled_loss(logreg_direction(obj), parts, n / n.sum()))
+
+
+def _pooled_test_metrics(obj: Model, clients: Sequence[Client]) -> dict[str, float]:
+    model = make_model("logreg", in_features=clients[0].train.tensors[0].shape[1])
+    model.load_state_dict(_state_of(obj))
+    tests = [c.test for c in clients if c.test is not None]
+    assert tests, "these clients have no test sets"
+    x = torch.cat([t.tensors[0] for t in tests])
+    y = torch.cat([t.tensors[1] for t in tests])
+    return classification_metrics(y, predict_proba(model, x))
+
+
+def check_weighting_bias(unweighted: Model, weighted: Model, clients: Sequence[Client]) -> None:
+    """Unweighted (1/K) FedAvg must fit the pooled patients worse than weighted FedAvg.
+
+    The federated objective is the pooled empirical risk, so the run that averages with
+    n_k/n should reach a lower pooled *training* loss. The message also reports what the
+    bias does to the pooled test set in clinical terms.
+    """
+    lu, lw = _pooled_train_loss(unweighted, clients), _pooled_train_loss(weighted, clients)
+    assert not torch.allclose(logreg_direction(unweighted), logreg_direction(weighted)), \
+        "both models are identical: train one with fl.FedAvg(cfg, weighted=False) and one " \
+        "with fl.FedAvg(cfg, weighted=True), each from the same fresh initial model"
+    assert lw < lu, (
+        f"the model passed as `weighted` has the higher pooled training loss ({lw:.4f} vs "
+        f"{lu:.4f}): did you swap the two runs? Pass the weighted=False run first")
+    mu, mw = _pooled_test_metrics(unweighted, clients), _pooled_test_metrics(weighted, clients)
+    correct(f"pooled training loss {lu:.3f} (1/K) vs {lw:.3f} (n_k/n); on the pooled test set "
+            f"sensitivity {mu['sensitivity']:.2f} vs {mw['sensitivity']:.2f}, specificity "
+            f"{mu['specificity']:.2f} vs {mw['specificity']:.2f}: the small hospitals got "
+            "more than their share of the vote")
+
+
+def check_fixed_points(unweighted: Model, weighted: Model, clients: Sequence[Client],
+                       tol: float = 0.02) -> None:
+    """Unweighted FedSGD converges to argmin (1/K) sum F_k, weighted to the pooled risk's.
+
+    ``tol`` is the allowed distance (in the logistic direction, see
+    :func:`logreg_direction`) between a run's end point and the exact minimiser.
+    """
+    m_u, m_w = logreg_minimiser(clients, weighted=False), logreg_minimiser(clients, weighted=True)
+    gap = float((m_u - m_w).norm())
+    assert gap > 5 * tol, (
+        f"on these clients the two objectives have almost the same minimiser (distance "
+        f"{gap:.3f}): their sizes are too similar. Use the quantity-skewed clients")
+    d_u, d_w = logreg_direction(unweighted), logreg_direction(weighted)
+    for name, d, own, other in (("unweighted", d_u, m_u, m_w), ("weighted", d_w, m_w, m_u)):
+        to_own, to_other = float((d - own).norm()), float((d - other).norm())
+        if to_own > tol:
+            if to_other <= tol:
+                raise AssertionError(f"your {name} model sits on the minimiser of the *other* "
+                                     "objective: did you swap weighted=True/False?")
+            raise AssertionError(
+                f"your {name} model is {to_own:.3f} from the minimiser of its objective: not "
+                "converged. Use fl.FedSGD (one full-batch step per round) for a few hundred "
+                "rounds; FedAvg with many local steps stops elsewhere (client drift, notebook 02)")
+    lu, lw = _pooled_train_loss(unweighted, clients), _pooled_train_loss(weighted, clients)
+    correct(f"unweighted FedSGD stops at argmin (1/K) sum_k F_k, {gap:.3f} away from the pooled-"
+            f"risk minimiser that weighted FedSGD reaches (pooled training loss {lu:.4f} vs "
+            f"{lw:.4f})")
+
+
+def _one_patient_update(d: int, lr: float, seed: int) -> tuple[ClientUpdate, torch.Tensor, int]:
+    """A fresh model, one random patient, one SGD step: what the curious server receives."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(1, d, generator=g) * 2.0
+    y = int(torch.randint(0, 2, (1,), generator=g))
+    model = make_model("logreg", in_features=d, seed=seed)
+    update = local_train(model, clone_state(model.state_dict()),
+                         TensorDataset(x, torch.tensor([y])),
+                         TrainConfig(steps=1, batch_size=1, lr=lr), seed=seed)
+    return update, x[0], y
+
+
+def check_gradient_inversion(recover: Callable[[ClientUpdate], tuple[torch.Tensor, int]],
+                             trials: int = 6, seed: int = 0) -> None:
+    """``recover(update) -> (x, y)`` must rebuild a patient from a one-example update.
+
+    The updates are made here, on random patients, feature counts and learning rates, so the
+    function must work from the update alone.
+    """
+    rng = np.random.default_rng(seed)
+    for t in range(trials):
+        d = int(rng.choice([5, 13, 30]))
+        lr = float(rng.choice([0.01, 0.1, 1.0]))
+        update, x, y = _one_patient_update(d, lr, seed=1000 * seed + t)
+        out = recover(update)
+        assert isinstance(out, tuple) and len(out) == 2, \
+            "recover(update) must return a pair (features, label)"
+        x_hat = torch.as_tensor(out[0], dtype=torch.float32).reshape(-1)
+        assert x_hat.numel() == d, f"expected {d} features, got {x_hat.numel()}"
+        if not torch.allclose(x_hat, x, rtol=1e-3, atol=1e-4):
+            ratio = x_hat / x
+            if torch.allclose(ratio, ratio[0].expand_as(ratio), rtol=1e-3):
+                raise AssertionError(
+                    f"your features are x times {float(ratio[0]):.4g}: divide a row of the "
+                    "weight delta by the SAME row of the bias delta, so that the learning rate "
+                    "and (p - y) cancel")
+            raise AssertionError("the features do not match: x = delta['linear.weight'][j] / "
+                                 "delta['linear.bias'][j] for either row j")
+        assert int(out[1]) == y, (
+            "the features are right but the label is not: the bias delta of row 1 is "
+            "-lr (p_1 - y); p_1 lies in (0, 1), so its sign tells y")
+    correct(f"recovered {trials} random patients exactly from one-example updates: a single "
+            "patient's update is that patient's record")

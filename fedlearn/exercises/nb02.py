@@ -1,0 +1,156 @@
+"""Self-checks for notebook 02, *Local SGD*.
+
+The checkers call the learner's function on fresh random problems and compare with a
+reference computed another way (``torch.optim.SGD`` with autograd; iterating the FedAvg map
+until it stops moving; the eigenvalues of the Hessian), so a formula that only happens to
+fit the notebook's example does not pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import correct
+
+__all__ = ["check_sgd_step", "check_fedavg_fixed_point", "check_largest_stable_lr",
+           "fedavg_map_limit"]
+
+SGDStep = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, float],
+                   tuple[torch.Tensor, torch.Tensor]]
+
+
+def _reference_step(w: torch.Tensor, b: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
+                    lr: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step of torch.optim.SGD on nn.Linear + mean cross-entropy (autograd gradients)."""
+    layer = nn.Linear(w.shape[1], w.shape[0])
+    with torch.no_grad():
+        layer.weight.copy_(w)
+        layer.bias.copy_(b)
+    opt = torch.optim.SGD(layer.parameters(), lr=lr)
+    nn.functional.cross_entropy(layer(x), y).backward()
+    opt.step()
+    return layer.weight.detach().clone(), layer.bias.detach().clone()
+
+
+def check_sgd_step(sgd_step: SGDStep, trials: int = 5, seed: int = 0) -> None:
+    """``sgd_step(W, b, x, y, lr) -> (W_new, b_new)``: one minibatch step of logistic regression.
+
+    ``W`` is (2, d), ``b`` is (2,), ``x`` is (B, d), ``y`` is (B,) with labels in {0, 1};
+    the loss is the mean cross-entropy of ``softmax(x W^T + b)``, as in ``fl.local_train``.
+    """
+    g = torch.Generator().manual_seed(seed)
+    for t in range(trials):
+        d, batch = 3 + 4 * t, [1, 4, 7, 16, 32][t % 5]
+        lr = [0.05, 0.5, 1.0, 0.01, 0.2][t % 5]
+        w, b = torch.randn(2, d, generator=g), torch.randn(2, generator=g)
+        x, y = torch.randn(batch, d, generator=g), torch.randint(0, 2, (batch,), generator=g)
+        w_ref, b_ref = _reference_step(w, b, x, y, lr)
+        out = sgd_step(w.clone(), b.clone(), x.clone(), y.clone(), lr)
+        assert isinstance(out, tuple) and len(out) == 2, "sgd_step must return (W_new, b_new)"
+        w_new, b_new = (torch.as_tensor(o).detach().float() for o in out)
+        assert w_new.shape == w.shape and b_new.shape == b.shape, (
+            f"shapes: expected W {tuple(w.shape)} and b {tuple(b.shape)}, got "
+            f"{tuple(w_new.shape)} and {tuple(b_new.shape)}: grad_W = (P - Y)^T X / B")
+        if torch.allclose(w_new, w_ref, atol=1e-5) and torch.allclose(b_new, b_ref, atol=1e-5):
+            continue
+        if torch.allclose(w_new, 2 * w - w_ref, atol=1e-5):
+            raise AssertionError("you stepped uphill: W_new = W - lr * grad, not W + lr * grad")
+        if batch > 1 and torch.allclose(w_new - w, batch * (w_ref - w), atol=1e-4):
+            raise AssertionError("your step is B times too large: the loss is the *mean* over "
+                                 "the minibatch, so divide the summed gradient by B")
+        if torch.allclose(w_new, w_ref, atol=1e-5):
+            raise AssertionError("W is right but b is not: grad_b is the mean of (p_i - e_{y_i})")
+        raise AssertionError("wrong step: with P = softmax(x W^T + b) and Y the one-hot labels, "
+                             "grad_W = (P - Y)^T x / B and grad_b = (P - Y).mean(0)")
+    correct(f"your step matches torch.optim.SGD with autograd on {trials} random minibatches")
+
+
+def fedavg_map_limit(hessians: Sequence[torch.Tensor], centers: Sequence[torch.Tensor],
+                     weights: Sequence[float], lr: float, local_steps: int,
+                     rounds: int = 100_000, tol: float = 1e-13) -> torch.Tensor:
+    """Where FedAvg on quadratics ``F_k(w) = 1/2 (w - a_k)^T A_k (w - a_k)`` stops, by brute force.
+
+    Runs the rounds themselves (every client takes ``local_steps`` gradient steps from the
+    global point, the server takes the weighted mean) until the global point stops moving.
+    No closed form is used, which is what makes it a reference for the formula.
+    """
+    p = torch.tensor([float(v) for v in weights], dtype=torch.float64)
+    p = p / p.sum()
+    a_list = [a.double() for a in centers]
+    h_list = [h.double() for h in hessians]
+    w = torch.zeros_like(a_list[0])
+    for _ in range(rounds):
+        new = torch.zeros_like(w)
+        for pk, h, a in zip(p, h_list, a_list, strict=True):
+            wk = w.clone()
+            for _ in range(local_steps):
+                wk = wk - lr * (h @ (wk - a))
+            new += pk * wk
+        if float((new - w).norm()) < tol:
+            return new
+        w = new
+    raise RuntimeError("FedAvg did not converge: is lr below 2 / L for every client?")
+
+
+def _random_spd(d: int, g: torch.Generator, cond: float) -> torch.Tensor:
+    q, _ = torch.linalg.qr(torch.randn(d, d, generator=g, dtype=torch.float64))
+    eig = torch.logspace(0, float(np.log10(cond)), d, dtype=torch.float64)
+    return q @ torch.diag(eig) @ q.T
+
+
+def check_fedavg_fixed_point(fixed_point: Callable[..., torch.Tensor], seed: int = 0) -> None:
+    """``fixed_point(hessians, centers, weights, lr, local_steps) -> w``: FedAvg's end point.
+
+    Checked on random quadratics in 2 and 3 dimensions with unequal curvatures, for one and
+    for many local steps, against :func:`fedavg_map_limit`.
+    """
+    g = torch.Generator().manual_seed(seed)
+    cases = [(2, 2, 1), (2, 2, 5), (2, 3, 20), (3, 2, 10), (3, 4, 3)]
+    for d, k, steps in cases:
+        hs = [_random_spd(d, g, cond=10.0) * (0.2 + i) for i in range(k)]
+        centers = [3 * torch.randn(d, generator=g, dtype=torch.float64) for _ in range(k)]
+        weights = [float(v) for v in torch.randint(5, 100, (k,), generator=g)]
+        lr = 1.0 / max(float(torch.linalg.eigvalsh(h).max()) for h in hs)
+        ref = fedavg_map_limit(hs, centers, weights, lr, steps)
+        out = torch.as_tensor(fixed_point(hs, centers, weights, lr, steps),
+                              dtype=torch.float64).reshape(-1)
+        assert out.shape == ref.shape, f"expected a vector of {d} numbers, got {tuple(out.shape)}"
+        if torch.allclose(out, ref, rtol=1e-6, atol=1e-8):
+            continue
+        p = torch.tensor(weights, dtype=torch.float64) / sum(weights)
+        w_star = torch.linalg.solve(sum(pi * h for pi, h in zip(p, hs, strict=True)),
+                                    sum(pi * h @ a for pi, h, a in zip(p, hs, centers,
+                                                                       strict=True)))
+        mean_center = sum(pi * a for pi, a in zip(p, centers, strict=True))
+        if steps > 1 and torch.allclose(out, w_star, rtol=1e-6, atol=1e-8):
+            raise AssertionError("that is the minimiser of sum_k p_k F_k, where FedAvg stops only "
+                                 "for ONE local step; with E steps, client k maps w to "
+                                 "a_k + (I - lr A_k)^E (w - a_k)")
+        if torch.allclose(out, mean_center, rtol=1e-6, atol=1e-8):
+            raise AssertionError("that is the weighted mean of the local optima, the limit for "
+                                 "infinitely many local steps; use (I - lr A_k)^E")
+        raise AssertionError(f"wrong end point for d={d}, K={k}, E={steps}: solve sum_k p_k "
+                             "(I - M_k) w = sum_k p_k (I - M_k) a_k with M_k = (I - lr A_k)^E")
+    correct(f"your formula matches FedAvg run to convergence on {len(cases)} random problems")
+
+
+def check_largest_stable_lr(lr: float, hessian: torch.Tensor) -> None:
+    """Gradient descent on ``1/2 w^T A w`` converges iff ``lr < 2 / lambda_max(A)``."""
+    eig = torch.linalg.eigvalsh(torch.as_tensor(hessian, dtype=torch.float64))
+    lam_max, lam_min = float(eig.max()), float(eig.min())
+    lr = float(lr)
+    target = 2.0 / lam_max
+    if np.isclose(lr, 1.0 / lam_max, rtol=1e-3):
+        raise AssertionError("1/L is the step that lands exactly on the minimum along the stiffest "
+                             "direction; GD stays stable up to twice that")
+    if np.isclose(lr, 2.0 / lam_min, rtol=1e-3) or np.isclose(lr, 1.0 / lam_min, rtol=1e-3):
+        raise AssertionError("you used the smallest eigenvalue: the stiffest direction (largest "
+                             "eigenvalue L) is the first to blow up")
+    assert np.isclose(lr, target, rtol=1e-3), (
+        "along eigenvector i the error is multiplied by (1 - lr * lambda_i) each step: all these "
+        "factors must lie in (-1, 1)")
+    correct(f"largest stable learning rate 2/L = {target:.4f} (L = lambda_max = {lam_max:.4f})")
