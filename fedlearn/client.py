@@ -24,6 +24,7 @@ from .update import ClientUpdate
 from .utils import StateDict, state_sub, torch_generator
 
 __all__ = ["TrainConfig", "LocalHook", "Client", "local_train", "predict_proba",
+           "cross_entropy_loss",
            "clients_from_sites", "clients_from_partition"]
 
 
@@ -117,6 +118,26 @@ class Client:
                            cid=self.cid, loss_fn=self.loss_fn)
 
 
+def cross_entropy_loss(class_weights: Sequence[float] | None = None,
+                       ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Mean cross-entropy, optionally weighted per class.
+
+    With weights c_y the loss is ``sum_i c_{y_i} l_i / B`` (divided by the batch size),
+    not torch's ``sum_i c_{y_i} l_i / sum_i c_{y_i}``. Only the former is an average over
+    examples, so that the pooled objective still splits as ``sum_k (n_k/n) F_k`` and FedSGD
+    remains exactly gradient descent on the class-weighted pooled risk; torch's
+    normalisation would silently cancel the weights at a hospital that sees one class only.
+    """
+    if class_weights is None:
+        return nn.functional.cross_entropy
+    w = torch.tensor(list(class_weights), dtype=torch.float32)
+
+    def weighted(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return (nn.functional.cross_entropy(logits, y, reduction="none") * w[y]).mean()
+
+    return weighted
+
+
 def _batches(n: int, batch_size: int | None, gen: torch.Generator) -> list[torch.Tensor]:
     """Index batches for one shuffled epoch (the last batch may be smaller)."""
     perm = torch.randperm(n, generator=gen)
@@ -146,9 +167,7 @@ def local_train(model: nn.Module, global_state: StateDict, data: TensorDataset,
     else:
         opt = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
     if loss_fn is None:
-        weight = (torch.tensor(config.class_weights, dtype=torch.float32)
-                  if config.class_weights is not None else None)
-        loss_fn = nn.CrossEntropyLoss(weight=weight)
+        loss_fn = cross_entropy_loss(config.class_weights)
     gen = torch_generator(seed)
     for h in hooks:
         h.on_start(model, global_state)

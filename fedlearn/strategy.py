@@ -114,5 +114,7 @@ class FedSGD(FedAvg):
 
     name = "FedSGD"
 
-    def __init__(self, lr: float = 0.1, *, weighted: bool = True) -> None:
-        super().__init__(TrainConfig(steps=1, batch_size=None, lr=lr), weighted=weighted)
+    def __init__(self, lr: float = 0.1, *, weighted: bool = True,
+                 class_weights: tuple[float, ...] | None = None) -> None:
+        super().__init__(TrainConfig(steps=1, batch_size=None, lr=lr,
+                                     class_weights=class_weights), weighted=weighted)

@@ -131,3 +131,23 @@ def test_batchnorm_running_stats_are_averaged_and_counters_kept():
     assert rm.abs().sum() > 0
     assert sd["features.1.num_batches_tracked"].item() == 0  # integer counter not averaged
     _ = ConcatDataset  # keep import meaningful for readers: pooled data never leaves clients
+
+
+def test_class_weighted_fedsgd_equals_weighted_gd_on_pooled_data():
+    # a hospital with one class only must still feel the class weights (torch's default
+    # normalisation by the sum of weights would cancel them there)
+    x = torch.randn(50, 5, generator=torch.Generator().manual_seed(0))
+    clients = [fl.Client(0, TensorDataset(x[:30], (x[:30, 0] > 0).long())),
+               fl.Client(1, TensorDataset(x[30:], torch.ones(20, dtype=torch.long)))]
+    cw = (3.0, 0.5)
+    m = fl.make_model("logreg", in_features=5, seed=0)
+    ref = copy.deepcopy(m)
+    xs, ys = _pooled(clients)
+    ref.zero_grad()
+    per = nn.functional.cross_entropy(ref(xs), ys, reduction="none")
+    (per * torch.tensor(cw)[ys]).mean().backward()
+    expected = {k: p.detach() - 0.4 * p.grad for k, p in ref.named_parameters()}
+    fl.run(m, clients, fl.FedSGD(lr=0.4, class_weights=cw), rounds=1, eval_every=0,
+           progress=False)
+    for k, v in expected.items():
+        assert torch.allclose(m.state_dict()[k], v, atol=1e-6), k

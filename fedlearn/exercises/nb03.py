@@ -1,0 +1,188 @@
+"""Self-checks for notebook 03, *FedAvg, derived*.
+
+The checkers recompute every answer another way: the number of local updates by actually
+running :func:`fedlearn.local_train` and counting its steps, the bytes of a round from the
+model's own tensors, the FedSGD equivalence by running both strategies on fresh hospitals of
+unequal sizes, and the "which configuration is faster" question from the learner's own
+measured runs. A formula that only fits the notebook's numbers therefore does not pass.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from ..client import Client, TrainConfig, local_train
+from ..history import History
+from ..models import make_model
+from ..simulation import run
+from ..strategy import FedAvg, FedSGD
+from ..utils import clone_state, float_keys, state_nbytes
+from . import correct
+
+__all__ = ["check_local_updates", "check_bytes_per_round", "check_fedavg_is_fedsgd",
+           "check_fewer_rounds", "count_local_steps", "round_nbytes"]
+
+LocalUpdates = Callable[[int, int, int | None], int]
+
+
+def count_local_steps(n: int, epochs: int, batch_size: int | None, seed: int = 0) -> int:
+    """How many optimiser steps :func:`fedlearn.local_train` really takes (by running it).
+
+    A tiny logistic regression on ``n`` random examples keeps this fast; the count depends
+    only on ``n``, ``epochs`` and ``batch_size``.
+    """
+    g = torch.Generator().manual_seed(seed)
+    data = TensorDataset(torch.randn(n, 3, generator=g), torch.randint(0, 2, (n,), generator=g))
+    model = make_model("logreg", in_features=3, seed=seed)
+    update = local_train(model, clone_state(model.state_dict()), data,
+                         TrainConfig(epochs=epochs, batch_size=batch_size, lr=0.01), seed=seed)
+    return int(update.metrics["num_steps"])
+
+
+def check_local_updates(local_updates: LocalUpdates) -> None:
+    """``local_updates(n_k, epochs, batch_size) -> u``: steps one client takes in one round.
+
+    ``batch_size=None`` means the full local data set (B = infinity). Compared with the
+    steps :func:`fedlearn.local_train` takes, including sizes not divisible by ``B``.
+    """
+    cases = [(600, 5, 10), (150, 1, 50), (151, 1, 50), (151, 5, 10), (37, 3, 8), (200, 1, None),
+             (200, 20, None), (9, 2, 32), (1000, 1, 1000)]
+    for n, epochs, batch in cases:
+        truth = count_local_steps(n, epochs, batch)
+        answer = local_updates(n, epochs, batch)
+        try:
+            got = float(answer)
+        except (TypeError, ValueError) as exc:
+            raise AssertionError(f"local_updates({n}, {epochs}, {batch}) returned {answer!r}; "
+                                 "return a number of steps") from exc
+        if got == truth:
+            continue
+        if batch is None:
+            raise AssertionError(f"local_updates({n}, {epochs}, None) = {answer}, expected "
+                                 f"{truth}: B = None is the full batch, so ONE step per epoch")
+        if math.isclose(got, epochs * n / batch) or got == epochs * (n // batch):
+            raise AssertionError(
+                f"local_updates({n}, {epochs}, {batch}) = {answer}, but local_train takes "
+                f"{truth} steps: E*n/B assumes B divides n; the last, smaller batch of each "
+                "epoch is a step too, so u = E * ceil(n / B)")
+        raise AssertionError(f"local_updates({n}, {epochs}, {batch}) = {answer}, expected "
+                             f"{truth}: each epoch walks through n examples in batches of B")
+    correct(f"u = E * ceil(n_k / B) matches the steps local_train takes in {len(cases)} cases")
+
+
+def round_nbytes(model: nn.Module, clients_per_round: int) -> int:
+    """Bytes on the wire in one round as ``fl.run`` counts them: the model down to each sampled
+    client plus one same-sized update back from each (floating-point entries only)."""
+    state = model.state_dict()
+    return 2 * clients_per_round * state_nbytes({k: state[k] for k in float_keys(state)})
+
+
+def check_bytes_per_round(answer: float, model: nn.Module, num_clients: int,
+                          fraction: float) -> None:
+    """``answer``: bytes sent (both directions) in one round of ``fl.run`` with ``fraction``
+    of ``num_clients`` hospitals taking part and raw float32 updates."""
+    m = min(num_clients, max(int(round(fraction * num_clients)), 1))
+    truth = round_nbytes(model, m)
+    params = sum(p.numel() for p in model.parameters())
+    try:
+        got = float(answer)
+    except (TypeError, ValueError) as exc:
+        raise AssertionError(f"expected a number of bytes, got {answer!r}") from exc
+    if got == truth:
+        correct(f"{m} hospitals x 2 directions x {truth // (2 * m):,} bytes = {truth:,} bytes "
+                f"({truth / 1e6:.3f} MB) per round")
+        return
+    if got == truth / 2:
+        raise AssertionError("count both directions: the server sends the global model DOWN to "
+                             "each sampled hospital and each sends its update back UP")
+    if got == truth / 4:
+        raise AssertionError("that is a number of parameters; each float32 parameter is 4 bytes")
+    if m != num_clients and got == round_nbytes(model, num_clients):
+        raise AssertionError(f"only the sampled hospitals take part: m = max(round(C*K), 1) = {m}, "
+                             f"not K = {num_clients}")
+    if math.isclose(got, truth / 1e6) or math.isclose(got, truth / 2**20):
+        raise AssertionError("give the answer in bytes, not megabytes")
+    raise AssertionError(f"expected 2 * m * 4 * (number of parameters) with m = {m} and "
+                         f"{params:,} parameters")
+
+
+def _unequal_hospitals(seed: int = 0) -> list[Client]:
+    """Three synthetic hospitals of very different sizes and label mixes."""
+    g = torch.Generator().manual_seed(seed)
+    clients = []
+    for cid, (n, shift) in enumerate([(90, 0.0), (25, 1.0), (7, -1.5)]):
+        x = torch.randn(n, 4, generator=g) + shift
+        y = ((x @ torch.tensor([1.0, -1.0, 0.5, 0.0]) + 0.5 * torch.randn(n, generator=g))
+             > shift).long()
+        clients.append(Client(cid=cid, train=TensorDataset(x, y)))
+    return clients
+
+
+def check_fedavg_is_fedsgd(strategy: FedAvg, lr: float, rounds: int = 5) -> None:
+    """``strategy``: an ``fl.FedAvg`` (built from a ``TrainConfig``, not ``fl.FedSGD``) that
+    behaves exactly like ``fl.FedSGD(lr)``. Both are run on three hospitals of unequal sizes."""
+    if isinstance(strategy, FedSGD):
+        raise AssertionError("build it from fl.FedAvg and an fl.TrainConfig, not fl.FedSGD")
+    if not isinstance(strategy, FedAvg):
+        raise AssertionError(f"expected an fl.FedAvg strategy, got {type(strategy).__name__}")
+    clients = _unequal_hospitals()
+    runs = {}
+    for name, strat in (("yours", strategy), ("FedSGD", FedSGD(lr))):
+        model = make_model("logreg", in_features=4, seed=0)
+        runs[name] = run(model, clients, strat, rounds=rounds, eval_every=0, progress=False)
+    ours, ref = runs["yours"].final_state, runs["FedSGD"].final_state
+    assert ours is not None and ref is not None
+    if all(torch.allclose(ours[k], ref[k], atol=1e-6) for k in ref):
+        correct(f"FedAvg with E=1, B=infinity took the same {rounds} rounds as FedSGD(lr={lr}): "
+                "one full-batch gradient step per hospital, averaged with weights n_k/n")
+        return
+    cfg = strategy.config
+    if cfg.lr != lr:
+        raise AssertionError(f"the local learning rate must be FedSGD's lr = {lr}, got {cfg.lr}")
+    if not strategy.weighted:
+        raise AssertionError("FedSGD averages with weights n_k/n (weighted=True): that is what "
+                             "makes the average the pooled gradient")
+    if strategy.server_lr != 1.0:
+        raise AssertionError("keep server_lr=1: the server just adds the averaged delta")
+    if cfg.batch_size is not None:
+        raise AssertionError(f"batch_size={cfg.batch_size} splits a hospital's data into several "
+                             "minibatches; FedSGD uses the full batch: batch_size=None (B = inf)")
+    if cfg.steps not in (None, 1) or (cfg.steps is None and cfg.epochs != 1):
+        raise AssertionError("exactly one local step per round: epochs=1 (or steps=1)")
+    raise AssertionError("the runs differ: check the optimiser (plain SGD, no momentum, no "
+                         "weight decay) and the other TrainConfig fields")
+
+
+def check_fewer_rounds(prediction: str, hist_a: History, hist_b: History, target: float = 0.9,
+                       metric: str = "auroc", test_set: str = "pooled") -> None:
+    """``prediction``: "A" or "B", the configuration you expect to reach ``metric >= target``
+    in fewer rounds; ``hist_a``/``hist_b``: your runs of the two configurations."""
+    choice = str(prediction).strip().upper()
+    if choice not in ("A", "B"):
+        raise AssertionError(f"predict 'A' or 'B', got {prediction!r}")
+    rounds = {}
+    for name, hist in (("A", hist_a), ("B", hist_b)):
+        if not isinstance(hist, History) or not hist.evals:
+            raise AssertionError(f"hist_{name.lower()} must be the History that fl.run returned "
+                                 "(with evaluations, eval_every=1)")
+        rounds[name] = hist.rounds_to(target, metric, test_set)
+    if rounds["A"] is None and rounds["B"] is None:
+        raise AssertionError(f"neither run reached {metric} >= {target}: run more rounds")
+    ra = rounds["A"] if rounds["A"] is not None else math.inf
+    rb = rounds["B"] if rounds["B"] is not None else math.inf
+    if ra == rb:
+        correct(f"a tie: both reached {metric} >= {target} in round {ra}")
+        return
+    faster = "A" if ra < rb else "B"
+    shown = {k: ("not reached" if v is None else f"round {v}") for k, v in rounds.items()}
+    if choice != faster:
+        raise AssertionError(f"the measurement says {faster} (A: {shown['A']}, B: {shown['B']}). "
+                             "Count the local updates u = E * ceil(n_k / B) of each: progress per "
+                             "round follows the number of updates, not the epochs of computation")
+    correct(f"{faster} is faster (A: {shown['A']}, B: {shown['B']}): more local updates per "
+            "round, even with fewer epochs of computation")

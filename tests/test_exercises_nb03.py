@@ -1,0 +1,179 @@
+"""The self-checks of notebook 03 accept the reference answers and reject the likely mistakes.
+
+Reference answers are the notebook's solutions in their shortest form; wrong answers are the
+slips a learner is likely to make (E*n/B without the last partial batch, one direction of
+traffic only, parameters instead of bytes, a minibatch FedAvg passed off as FedSGD, ...).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import fedlearn as fl
+from fedlearn.exercises import nb03
+
+from .helpers import blobs
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    # Tiny tensors: thread hand-offs would dominate on a shared CPU.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# ------------------------------------------------------------------------- local updates u
+
+
+def _u(n: int, epochs: int, batch_size: int | None) -> int:
+    return epochs if batch_size is None else epochs * math.ceil(n / batch_size)
+
+
+def test_count_local_steps_runs_local_train() -> None:
+    assert nb03.count_local_steps(151, 1, 50) == 4  # 50 + 50 + 50 + 1
+    assert nb03.count_local_steps(200, 3, None) == 3
+    assert nb03.count_local_steps(600, 5, 10) == 300  # McMahan et al.'s u for E=5, B=10
+
+
+def test_local_updates_accepts_ceil(capsys: pytest.CaptureFixture[str]) -> None:
+    nb03.check_local_updates(_u)
+    assert capsys.readouterr().out.startswith("Correct:")
+
+
+@pytest.mark.parametrize(("wrong", "hint"), [
+    (lambda n, e, b: e * n / b if b else e, "ceil"),
+    (lambda n, e, b: e * (n // b) if b else e, "ceil"),
+    (lambda n, e, b: e * math.ceil(n / b) if b else e * n, "ONE step per epoch"),
+    (lambda n, e, b: math.ceil(n / b) if b else 1, "expected"),
+    (lambda n, e, b: "many", "number of steps"),
+])
+def test_local_updates_rejects(wrong, hint: str) -> None:
+    with pytest.raises(AssertionError, match=hint):
+        nb03.check_local_updates(wrong)
+
+
+# -------------------------------------------------------------------------- bytes per round
+
+
+def test_round_nbytes_matches_the_simulation() -> None:
+    """The checker's count is what fl.run logs, for a sampled fraction of the clients."""
+    data = blobs(200, d=6, seed=1)
+    parts = fl.partition.iid_partition(200, 8, seed=0)
+    clients = fl.clients_from_partition(data, parts)
+    model = fl.make_model("mlp", in_features=6, hidden=(5,), seed=0)
+    hist = fl.run(model, clients, fl.FedAvg(fl.TrainConfig(epochs=1, batch_size=20)), rounds=2,
+                  fraction=0.5, eval_every=0, progress=False)
+    frame = hist.rounds_frame()
+    per_round = (frame["bytes_up"] + frame["bytes_down"]).tolist()
+    assert per_round == [nb03.round_nbytes(model, 4)] * 2
+    assert per_round[0] == 2 * 4 * 4 * fl.num_parameters(model)
+
+
+def test_bytes_per_round_accepts(capsys: pytest.CaptureFixture[str]) -> None:
+    model = fl.SmallCNN(width=8)
+    m = 5  # round(0.25 * 20)
+    nb03.check_bytes_per_round(2 * m * 4 * fl.num_parameters(model), model, 20, 0.25)
+    assert capsys.readouterr().out.startswith("Correct:")
+
+
+@pytest.mark.parametrize(("factor", "hint"), [
+    (0.5, "both directions"),
+    (0.25, "parameters"),
+    (4.0, "only the sampled"),
+    (1e-6, "bytes, not megabytes"),
+    (3.0, "expected 2"),
+])
+def test_bytes_per_round_rejects(factor: float, hint: str) -> None:
+    model = fl.SmallCNN(width=8)
+    truth = 2 * 5 * 4 * fl.num_parameters(model)
+    with pytest.raises(AssertionError, match=hint):
+        nb03.check_bytes_per_round(truth * factor, model, 20, 0.25)
+
+
+def test_bytes_per_round_rejects_non_numbers() -> None:
+    with pytest.raises(AssertionError, match="number of bytes"):
+        nb03.check_bytes_per_round("a lot", fl.SmallCNN(width=8), 20, 0.25)
+
+
+# ------------------------------------------------------------------ FedAvg(E=1, B=inf) = FedSGD
+
+
+@pytest.mark.parametrize("cfg", [
+    fl.TrainConfig(epochs=1, batch_size=None, lr=0.5),
+    fl.TrainConfig(steps=1, batch_size=None, lr=0.5),
+])
+def test_fedavg_is_fedsgd_accepts(cfg: fl.TrainConfig, capsys: pytest.CaptureFixture[str]) -> None:
+    nb03.check_fedavg_is_fedsgd(fl.FedAvg(cfg), lr=0.5)
+    assert capsys.readouterr().out.startswith("Correct:")
+
+
+@pytest.mark.parametrize(("strategy", "hint"), [
+    (fl.FedSGD(0.5), "not fl.FedSGD"),
+    ("FedAvg", "expected an fl.FedAvg"),
+    (fl.FedAvg(fl.TrainConfig(epochs=1, batch_size=10, lr=0.5)), "batch_size=None"),
+    (fl.FedAvg(fl.TrainConfig(epochs=2, batch_size=None, lr=0.5)), "exactly one local step"),
+    (fl.FedAvg(fl.TrainConfig(epochs=1, batch_size=None, lr=0.1)), "learning rate"),
+    (fl.FedAvg(fl.TrainConfig(epochs=1, batch_size=None, lr=0.5), weighted=False), "n_k/n"),
+    (fl.FedAvg(fl.TrainConfig(epochs=1, batch_size=None, lr=0.5), server_lr=2.0), "server_lr"),
+    (fl.FedAvg(fl.TrainConfig(epochs=1, batch_size=None, lr=0.5, weight_decay=0.1)),
+     "weight decay"),
+])
+def test_fedavg_is_fedsgd_rejects(strategy, hint: str) -> None:
+    # (Momentum would pass, rightly: a fresh optimiser's first momentum step is a plain step.)
+    with pytest.raises(AssertionError, match=hint):
+        nb03.check_fedavg_is_fedsgd(strategy, lr=0.5)
+
+
+# --------------------------------------------------------------------- predict the faster run
+
+
+def _history(curve: list[float], metric: str = "auroc") -> fl.History:
+    hist = fl.History(strategy="FedAvg")
+    for rnd, value in enumerate(curve):
+        hist.log_eval(rnd, "pooled", {metric: value})
+    return hist
+
+
+def test_fewer_rounds_accepts_the_measured_winner(capsys: pytest.CaptureFixture[str]) -> None:
+    slow, fast = _history([0.5, 0.7, 0.8, 0.91]), _history([0.5, 0.92, 0.93, 0.93])
+    nb03.check_fewer_rounds("B", slow, fast)
+    nb03.check_fewer_rounds(" a ", fast, slow)
+    out = capsys.readouterr().out
+    assert out.count("Correct:") == 2 and "round 1" in out and "round 3" in out
+
+
+def test_fewer_rounds_counts_never_reached_as_slower(capsys: pytest.CaptureFixture[str]) -> None:
+    nb03.check_fewer_rounds("A", _history([0.5, 0.95]), _history([0.5, 0.6, 0.7]))
+    assert "not reached" in capsys.readouterr().out
+
+
+def test_fewer_rounds_tie(capsys: pytest.CaptureFixture[str]) -> None:
+    nb03.check_fewer_rounds("A", _history([0.5, 0.95]), _history([0.4, 0.91]))
+    assert "tie" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("prediction", "a", "b", "hint"), [
+    ("A", [0.5, 0.7, 0.91], [0.5, 0.95], "measurement says B"),
+    ("C", [0.5, 0.95], [0.5, 0.7], "'A' or 'B'"),
+    ("A", [0.5, 0.6], [0.5, 0.7], "neither run"),
+])
+def test_fewer_rounds_rejects(prediction: str, a: list[float], b: list[float], hint: str) -> None:
+    with pytest.raises(AssertionError, match=hint):
+        nb03.check_fewer_rounds(prediction, _history(a), _history(b))
+
+
+def test_fewer_rounds_needs_histories() -> None:
+    with pytest.raises(AssertionError, match="History"):
+        nb03.check_fewer_rounds("A", fl.History(), _history([0.5, 0.95]))
+
+
+def test_fewer_rounds_other_metric(capsys: pytest.CaptureFixture[str]) -> None:
+    a = _history([0.6, 0.7, 0.86], metric="accuracy")
+    b = _history([0.6, 0.9], metric="accuracy")
+    nb03.check_fewer_rounds("B", a, b, target=0.85, metric="accuracy")
+    assert capsys.readouterr().out.startswith("Correct:")
