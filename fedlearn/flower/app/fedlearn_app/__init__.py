@@ -1,0 +1,1 @@
+"""Entry points of the fedlearn Flower App; the implementation lives in fedlearn.flower."""
