@@ -1,0 +1,25 @@
+"""Federated algorithms for heterogeneous hospitals, one small file each.
+
+Every algorithm is a :class:`~fedlearn.Strategy` over the core, changing one thing:
+
+* what clients optimise, through a :class:`~fedlearn.LocalHook`:
+  :class:`FedProx` (proximal term), :class:`Scaffold` (control variates),
+  :class:`FedBN` (batch-norm layers stay local);
+* how the server combines updates: :class:`FedNova` (normalised averaging);
+* how the server applies them: :class:`FedAvgM` (momentum), :class:`FedAdam`,
+  :class:`FedYogi`, :class:`FedAdagrad` (adaptive server optimisers).
+"""
+
+from .fedbn import FedBN, FedBNHook, batchnorm_keys
+from .fednova import FedNova, normalizing_steps
+from .fedopt import FedAdagrad, FedAdam, FedAvgM, FedOpt, FedYogi
+from .fedprox import FedProx, ProximalHook
+from .scaffold import Scaffold, ScaffoldHook
+
+__all__ = [
+    "FedBN", "FedBNHook", "batchnorm_keys",
+    "FedNova", "normalizing_steps",
+    "FedAdagrad", "FedAdam", "FedAvgM", "FedOpt", "FedYogi",
+    "FedProx", "ProximalHook",
+    "Scaffold", "ScaffoldHook",
+]
