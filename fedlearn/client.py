@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from .update import ClientUpdate
-from .utils import StateDict, state_sub, torch_generator
+from .utils import StateDict, clone_state, state_sub, torch_generator
 
 __all__ = ["TrainConfig", "LocalHook", "Client", "local_train", "predict_proba",
            "cross_entropy_loss",
@@ -158,6 +158,11 @@ def local_train(model: nn.Module, global_state: StateDict, data: TensorDataset,
     """
     x, y = data.tensors[0], data.tensors[1]
     n = len(x)
+    own = {t.data_ptr() for t in model.state_dict().values()}
+    if any(v.data_ptr() in own for v in global_state.values()):
+        # ``global_state`` is the model's own ``state_dict()``: its tensors would change in
+        # place during training and the delta would silently come out as zero.
+        global_state = clone_state(global_state)
     model.load_state_dict(global_state)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]

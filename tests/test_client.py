@@ -119,3 +119,16 @@ def test_predict_proba_rows_sum_to_one_and_restores_mode():
     p = fl.predict_proba(m, torch.rand(9, 1, 28, 28), batch_size=4)
     assert p.shape == (9, 2) and torch.allclose(p.sum(1), torch.ones(9))
     assert m.training
+
+
+def test_passing_the_models_own_state_dict_still_gives_the_true_delta():
+    data = blobs(40)
+    m = fl.make_model("logreg", in_features=5, seed=0)
+    before = clone_state(m.state_dict())
+    cfg = fl.TrainConfig(steps=3, batch_size=8, lr=0.5)
+    aliased = fl.local_train(m, m.state_dict(), data, cfg, seed=0)
+    m.load_state_dict(before)
+    copied = fl.local_train(m, clone_state(before), data, cfg, seed=0)
+    assert aliased.norm > 0
+    for k in copied.delta:
+        assert torch.equal(aliased.delta[k], copied.delta[k])
