@@ -1,0 +1,134 @@
+"""Self-checks for notebook 07, *Case study: should the hospitals federate?*
+
+Each checker draws fresh random cases and compares the learner's function with the package's
+own implementation (:func:`fedlearn.calibration.expected_calibration_error`,
+:func:`fedlearn.classification_metrics`, :func:`fedlearn.privacy.calibrate_noise`), which the
+unit tests check independently, so an answer tuned to the notebook's numbers does not pass.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from ..calibration import expected_calibration_error
+from ..metrics import classification_metrics
+from ..privacy.accounting import calibrate_noise
+from . import correct
+
+__all__ = ["check_ece", "check_threshold_for_sensitivity", "check_hospitals_needed"]
+
+
+def _two(p: np.ndarray) -> np.ndarray:
+    return np.stack([1 - p, p], axis=1)
+
+
+def _case(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    p = rng.beta(0.6, 0.6, size=n)
+    y = (rng.uniform(size=n) < np.clip(p + rng.normal(0, 0.2, n), 0, 1)).astype(int)
+    return y, p
+
+
+def check_ece(ece: Callable[[np.ndarray, np.ndarray, int], float], trials: int = 8,
+              seed: int = 0) -> None:
+    """``ece(y_true, p_disease, n_bins)``: the positive-class ECE with equal-width bins.
+
+    Bins are ``(edges[b], edges[b+1]]`` (the first also holds 0), as in scikit-learn's
+    ``calibration_curve``; ECE is the bin-size-weighted mean of |disease rate - mean p|.
+    """
+    rng = np.random.default_rng(seed)
+    for t in range(trials):
+        n_bins = (5, 10, 15, 3)[t % 4]
+        y, p = _case(rng, int(rng.integers(40, 400)))
+        if t == 0:
+            p[:n_bins + 1] = np.linspace(0, 1, n_bins + 1)  # values on the bin edges
+        ref = expected_calibration_error(y, _two(p), n_bins)
+        got = float(ece(y.copy(), p.copy(), n_bins))
+        if math.isclose(got, ref, abs_tol=1e-9):
+            continue
+        edges = np.linspace(0, 1, n_bins + 1)
+        ids = np.searchsorted(edges[1:-1], p)
+        gaps = [abs(y[ids == b].mean() - p[ids == b].mean()) for b in range(n_bins)
+                if (ids == b).any()]
+        if math.isclose(got, float(np.mean(gaps)), abs_tol=1e-9):
+            raise AssertionError("weight each bin's gap by its share of the predictions "
+                                 "(n_b / n), not equally")
+        top = expected_calibration_error(y, _two(p), n_bins, kind="top-label")
+        if math.isclose(got, top, abs_tol=1e-9):
+            raise AssertionError("that is the top-label ECE (confidence of the predicted "
+                                 "class vs accuracy); compare P(disease) with the disease rate")
+        raise AssertionError(
+            f"ECE {got:.4f}, expected {ref:.4f} (n_bins = {n_bins}). Bin b holds p in "
+            "(b/n_bins, (b+1)/n_bins], the first bin also p = 0; np.searchsorted(edges[1:-1], "
+            "p) gives exactly these bin ids")
+    correct(f"your ECE matches fedlearn's on {trials} random cases, bin edges included")
+
+
+def _sensitivity(y: np.ndarray, p: np.ndarray, t: float) -> float:
+    return classification_metrics(y, _two(p), threshold=t)["sensitivity"]
+
+
+def check_threshold_for_sensitivity(find: Callable[[np.ndarray, np.ndarray, float], float],
+                                    trials: int = 8, seed: int = 1) -> None:
+    """``find(y_true, p_disease, target)``: the HIGHEST threshold whose sensitivity >= target.
+
+    A case is called positive when ``p_disease >= threshold``. Screening fixes sensitivity
+    (few missed patients) and then takes the threshold that keeps specificity highest, i.e.
+    the highest one that still reaches the target.
+    """
+    rng = np.random.default_rng(seed)
+    for t in range(trials):
+        y, p = _case(rng, int(rng.integers(50, 300)))
+        target = float((0.8, 0.9, 0.95, 1.0)[t % 4])
+        sick = np.sort(p[y == 1])[::-1]
+        k = math.ceil(target * len(sick) - 1e-9)  # sick patients that must score >= threshold
+        ref = float(sick[k - 1])  # the k-th highest sick score
+        got = float(find(y.copy(), p.copy(), target))
+        sens = _sensitivity(y, p, got)
+        if sens < target - 1e-12:
+            raise AssertionError(f"at your threshold {got:.4f} sensitivity is {sens:.3f} < "
+                                 f"{target}: the threshold is too high")
+        if got < ref - 1e-12:
+            spec_got = classification_metrics(y, _two(p), threshold=got)["specificity"]
+            spec_ref = classification_metrics(y, _two(p), threshold=ref)["specificity"]
+            raise AssertionError(
+                f"sensitivity {sens:.3f} >= {target} is met, but threshold {ref:.4f} meets it "
+                f"too with specificity {spec_ref:.3f} instead of {spec_got:.3f}: take the "
+                "highest threshold that still reaches the target (a sick patient's score)")
+    correct(f"your thresholds reach the target sensitivity at the best specificity in "
+            f"{trials} random cases")
+
+
+def check_hospitals_needed(hospitals_needed: Callable[[float, float, int, float, float], int],
+                           seed: int = 2) -> None:
+    """``hospitals_needed(epsilon, delta, rounds, clip, target_std)``: fewest hospitals K.
+
+    Client-level DP-FedAvg with every hospital in every round (q = 1) adds noise of std
+    ``z * clip / K`` to each coordinate of the averaged update, where ``z`` spends
+    ``(epsilon, delta)`` in ``rounds`` rounds (``fedlearn.privacy.calibrate_noise``). Return
+    the smallest K with ``z * clip / K <= target_std``.
+    """
+    rng = np.random.default_rng(seed)
+    cases = [(8.0, 1e-5, 20, 1.0, 0.01)] + [
+        (float(rng.choice([1.0, 4.0, 8.0])), 1e-5, int(rng.choice([10, 20, 40])),
+         float(rng.choice([0.5, 1.0])), float(rng.choice([0.05, 0.01, 0.002])))
+        for _ in range(3)]
+    for eps, delta, rounds, clip, target in cases:
+        z = calibrate_noise(eps, delta, 1.0, rounds)
+        ref = math.ceil(z * clip / target)
+        got = int(hospitals_needed(eps, delta, rounds, clip, target))
+        if got == ref:
+            continue
+        if got == math.ceil(z * clip / target ** 2) or got == math.ceil((z * clip / target) ** 2):
+            raise AssertionError("the noise std on the mean falls like 1/K, not 1/sqrt(K): "
+                                 "the server divides the noisy SUM by K")
+        if z * clip / got <= target:
+            raise AssertionError(f"K = {got} works but {ref} hospitals already suffice: "
+                                 "return the smallest K")
+        raise AssertionError(f"with K = {got} the noise std is {z * clip / got:.4g} > {target}"
+                             f" (z = {z:.3f} for epsilon {eps}, {rounds} rounds, q = 1)")
+    correct(f"e.g. {cases[0][2]} rounds at epsilon = {cases[0][0]:g} need "
+            f"{math.ceil(calibrate_noise(8.0, 1e-5, 1.0, 20) / 0.01)} hospitals for noise "
+            "std 0.01 on the mean update; our consortium has six")

@@ -1,0 +1,285 @@
+"""The case study's experiments: one function per way a consortium could train a model.
+
+Notebook 07 and ``benchmarks/case_study.py`` compare, on the same hospitals and seeds:
+
+* ``local``: each hospital trains alone on its own images and is scored on its own test set;
+* ``pooled``: the images are centralised and one model is trained (a federation of one
+  client, so the training loop is literally the same);
+* federated strategies: ``FedAvg``, ``FedProx``, ``FedBN`` (personalised BatchNorm),
+  ``FedAdam`` (a FedOpt server optimiser; :class:`FedAdamBN` averages BatchNorm statistics);
+* the best of them wrapped in client-level DP (:class:`~fedlearn.privacy.DPFedAvg`) or in
+  secure aggregation (:class:`~fedlearn.secagg.SecureAggregation`).
+
+Every method gets the same :class:`Recipe` (model, local optimiser, rounds, augmentation) and
+the same compute: R rounds of E local epochs for a federation is R x E epochs for a hospital
+alone or for the pooled model. Everything is scored at the end on every hospital's
+validation and test sets (:class:`StudyRun`); validation is for choices, test is reported.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import nn
+
+from .algorithms import FedAdam, FedBN, FedProx
+from .augment import Augment
+from .client import Client, TrainConfig
+from .hospitals import Consortium, balanced_class_weights
+from .models import make_model
+from .privacy import DPFedAvg, calibrate_noise
+from .report import Predictions, collect_predictions, metrics_table
+from .secagg import SecureAggregation
+from .simulation import run
+from .strategy import FedAvg, Strategy
+from .utils import StateDict
+
+__all__ = ["Recipe", "RECIPES", "StudyRun", "BASE_METHODS", "FedAdamBN", "buffer_keys",
+           "make_strategy", "run_local",
+           "run_pooled", "run_federated", "run_method", "with_client_dp", "with_secure_aggregation",
+           "personal_state_fn"]
+
+BASE_METHODS = ("local", "pooled", "FedAvg", "FedProx", "FedBN", "FedAdam")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How every method trains: model, local optimiser, rounds and augmentation.
+
+    ``config.class_weights`` is filled in per run from the training labels the trainer can
+    see (a hospital alone: its own; pooled and federated: the consortium's pooled counts).
+    """
+
+    rounds: int
+    config: TrainConfig
+    model_kwargs: Mapping[str, Any] = field(default_factory=lambda: {"norm": "batch", "width": 16})
+    augment: Augment | None = None
+
+    def build_model(self, seed: int) -> nn.Module:
+        """The initial global model; the same ``seed`` gives every method the same start."""
+        return make_model("cnn", seed=seed, **dict(self.model_kwargs))
+
+    def scaled(self, rounds: int) -> Recipe:
+        """The same recipe with fewer (or more) rounds, for quick live runs."""
+        return replace(self, rounds=rounds)
+
+
+#: The recipes of the study (chosen on validation AUROC; see benchmarks/results/case_study.md).
+RECIPES: dict[str, Recipe] = {
+    "pneumoniamnist": Recipe(rounds=20, config=TrainConfig(epochs=1, batch_size=32, lr=1e-3,
+                                                           optimizer="adam"),
+                             augment=Augment()),
+    "breastmnist": Recipe(rounds=60, config=TrainConfig(epochs=3, batch_size=16, lr=1e-3,
+                                                        optimizer="adam"),
+                          augment=Augment(hflip=True)),
+}
+
+
+@dataclass
+class StudyRun:
+    """One method, one seed: predictions on every hospital's val and test sets.
+
+    ``model`` is the final global model (None for ``local``); ``state_of`` returns the weights
+    a hospital actually uses when they differ (FedBN, local). ``info`` holds e.g. the privacy
+    budget spent.
+    """
+
+    method: str
+    seed: int
+    val: Predictions
+    test: Predictions
+    model: nn.Module | None = None
+    strategy: Strategy | None = None
+    seconds: float = 0.0
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def table(self, split: str = "test", threshold: float = 0.5) -> pd.DataFrame:
+        """Per-hospital and pooled metrics (see :func:`fedlearn.report.metrics_table`)."""
+        if split not in ("val", "test"):
+            raise ValueError(f"split must be 'val' or 'test', got {split!r}")
+        return metrics_table(self.val if split == "val" else self.test, threshold)
+
+
+def personal_state_fn(strategy: Strategy | None,
+                      global_state: StateDict) -> Callable[[Client], StateDict] | None:
+    """Each client's own weights if ``strategy`` (or a strategy it wraps) personalises them.
+
+    Wrappers such as :class:`~fedlearn.secagg.SecureAggregation` or
+    :class:`~fedlearn.privacy.DPFedAvg` keep the strategy they wrap in ``inner``; FedBN's
+    hospital-specific BatchNorm layers live there.
+    """
+    s: object = strategy
+    while s is not None:
+        fn = getattr(s, "personal_state", None)
+        if fn is not None:
+            return lambda c: fn(c.cid, global_state)
+        s = getattr(s, "inner", None)
+    return None
+
+
+def _score(model: nn.Module, consortium: Consortium,
+           state_of: Callable[[Client], StateDict] | None) -> tuple[Predictions, Predictions]:
+    return (collect_predictions(model, consortium.clients("val"), state_of),
+            collect_predictions(model, consortium.clients("test"), state_of))
+
+
+class FedAdamBN(FedAdam):
+    """FedAdam on the trainable weights; BatchNorm running statistics averaged as in FedAvg.
+
+    Adam's step ``server_lr * m / (sqrt(v) + tau)`` moves every coordinate by at most about
+    ``server_lr`` per round, whatever its update. For weights that is the point; for a
+    BatchNorm running variance that starts at 1 and must reach, say, 0.05 it means dozens of
+    rounds of normalising activations with the wrong statistics (on PneumoniaMNIST the
+    plain FedAdam model still called every X-ray pneumonia after 20 rounds). Running
+    statistics are estimates, not parameters: the server averages them (Reddi et al. used
+    GroupNorm, which has none).
+    """
+
+    name = "FedAdam"
+
+    def __init__(self, config: TrainConfig | None = None, *, buffers: Sequence[str] = (),
+                 **kwargs: float) -> None:
+        super().__init__(config, **kwargs)  # type: ignore[arg-type]
+        self.buffers = frozenset(buffers)
+
+    def server_update(self, rnd: int, global_state: StateDict, delta: StateDict) -> StateDict:
+        params = {k: v for k, v in delta.items() if k not in self.buffers}
+        out = super().server_update(rnd, global_state, params)
+        for k in self.buffers & delta.keys():
+            out[k] = global_state[k] + delta[k].to(global_state[k].dtype)
+        return out
+
+
+def buffer_keys(model: nn.Module) -> list[str]:
+    """Names of the model's floating-point buffers (BatchNorm running statistics)."""
+    return [k for k, b in model.named_buffers() if torch.is_floating_point(b)]
+
+
+def make_strategy(method: str, config: TrainConfig, buffers: Sequence[str] = (),
+                  **options: float) -> Strategy:
+    """A base federated strategy by name, with the study's default hyperparameters.
+
+    Options: ``mu`` (FedProx, default 0.01), ``server_lr`` (FedAdam, default 3e-3).
+    ``buffers`` (see :func:`buffer_keys`) are averaged, not Adam-stepped, by FedAdam.
+    """
+    if method == "FedAvg":
+        return FedAvg(config)
+    if method == "FedProx":
+        return FedProx(config, mu=float(options.get("mu", 0.01)))
+    if method == "FedBN":
+        return FedBN(config)
+    if method == "FedAdam":
+        return FedAdamBN(config, buffers=buffers,
+                         server_lr=float(options.get("server_lr", 3e-3)))
+    raise ValueError(f"unknown federated method {method!r}; choose FedAvg, FedProx, FedBN, "
+                     "FedAdam")
+
+
+def run_federated(consortium: Consortium, recipe: Recipe, strategy: Strategy, seed: int,
+                  name: str | None = None) -> StudyRun:
+    """Train ``strategy`` over the consortium's hospitals and score every hospital."""
+    t0 = time.perf_counter()
+    model = recipe.build_model(seed)
+    clients = consortium.clients("test", augment=recipe.augment)
+    history = run(model, clients, strategy, rounds=recipe.rounds, eval_every=0, seed=seed,
+                  progress=False)
+    state = history.final_state or model.state_dict()
+    val, test = _score(model, consortium, personal_state_fn(strategy, state))
+    info: dict[str, Any] = {"rounds_run": len(history.rounds)}
+    if history.stopped:
+        info["stopped"] = history.stopped
+    return StudyRun(name or getattr(strategy, "name", type(strategy).__name__), seed, val, test,
+                    model, strategy, time.perf_counter() - t0, info)
+
+
+def run_pooled(consortium: Consortium, recipe: Recipe, seed: int) -> StudyRun:
+    """Centralised training on every hospital's images: a federation of one client."""
+    t0 = time.perf_counter()
+    cfg = replace(recipe.config, class_weights=consortium.class_weights())
+    model = recipe.build_model(seed)
+    pooled = Client(0, consortium.pooled("train"), name="pooled data")
+    if recipe.augment is not None:
+        from .augment import AugmentedClient
+        pooled = AugmentedClient(0, pooled.train, name=pooled.name, augment=recipe.augment)
+    if cfg.steps is not None:  # as many minibatch steps per round as all hospitals together
+        cfg = replace(cfg, steps=cfg.steps * len(consortium))
+    run(model, [pooled], FedAvg(cfg), rounds=recipe.rounds, eval_every=0, seed=seed,
+        progress=False)
+    val, test = _score(model, consortium, None)
+    return StudyRun("pooled", seed, val, test, model, None, time.perf_counter() - t0)
+
+
+def run_local(consortium: Consortium, recipe: Recipe, seed: int,
+              only: Sequence[str] | None = None) -> StudyRun:
+    """Each hospital alone: its own model, class weights from its own labels, own test set.
+
+    ``only`` restricts the run to the named hospitals (a quick live subset); the others are
+    then absent from the predictions.
+    """
+    t0 = time.perf_counter()
+    if only is not None:
+        unknown = set(only) - set(consortium.names)
+        if unknown:
+            raise ValueError(f"unknown hospital(s) {sorted(unknown)}; have {consortium.names}")
+    states: dict[str, StateDict] = {}
+    model = recipe.build_model(seed)
+    init = {k: v.clone() for k, v in model.state_dict().items()}
+    chosen = [c for c in consortium.clients("test", augment=recipe.augment)
+              if only is None or c.name in only]
+    for client in chosen:
+        weights = balanced_class_weights(client.train.tensors[1].numpy(), 2)
+        cfg = replace(recipe.config, class_weights=weights)
+        model.load_state_dict(init)
+        run(model, [client], FedAvg(cfg), rounds=recipe.rounds, eval_every=0, seed=seed,
+            progress=False)
+        states[client.name] = {k: v.clone() for k, v in model.state_dict().items()}
+    names = set(states)
+    val = collect_predictions(model, [c for c in consortium.clients("val") if c.name in names],
+                              lambda c: states[c.name])
+    test = collect_predictions(model, [c for c in consortium.clients("test") if c.name in names],
+                               lambda c: states[c.name])
+    return StudyRun("local", seed, val, test, None, None, time.perf_counter() - t0,
+                    {"states": states})
+
+
+def with_client_dp(inner: Strategy, epsilon: float, rounds: int, *, delta: float = 1e-5,
+                   clip_norm: float = 1.0, seed: int = 0) -> DPFedAvg:
+    """``inner`` under client-level DP spending ``(epsilon, delta)`` over ``rounds`` rounds.
+
+    Every hospital takes part every round (q = 1: with six hospitals there is no sampling to
+    amplify privacy) and updates are averaged unweighted (weighting by size would multiply the
+    sensitivity by the largest hospital's share). The clipping norm is fixed: adaptive
+    clipping (Andrew et al., 2021) needs a noisy *count* of unclipped hospitals, hopeless
+    with six of them. ``clip_norm = 1`` is about the median update norm after the first round
+    on both data sets (choose it on public or synthetic data in a real study: peeking at
+    the private updates to set it is itself a privacy leak).
+    """
+    if not epsilon > 0 or math.isinf(epsilon):
+        raise ValueError(f"epsilon must be a finite number > 0, got {epsilon}")
+    z = calibrate_noise(epsilon, delta, 1.0, rounds)
+    return DPFedAvg(inner, noise_multiplier=z, clip_norm=clip_norm, client_rate=1.0,
+                    weighted=False, delta=delta, seed=seed)
+
+
+def with_secure_aggregation(inner: Strategy, *, clip: float = 2.0,
+                            seed: int = 0) -> SecureAggregation:
+    """``inner`` aggregated with Bonawitz et al.'s masking (32-bit ring, t = 2/3 of clients)."""
+    return SecureAggregation(inner, clip=clip, bits=32, threshold=2 / 3, seed=seed)
+
+
+def run_method(method: str, consortium: Consortium, recipe: Recipe, seed: int,
+               **options: float) -> StudyRun:
+    """Run one of :data:`BASE_METHODS` (``options`` as for :func:`make_strategy`)."""
+    if method == "local":
+        return run_local(consortium, recipe, seed)
+    if method == "pooled":
+        return run_pooled(consortium, recipe, seed)
+    cfg = replace(recipe.config, class_weights=consortium.class_weights())
+    strategy = make_strategy(method, cfg, buffer_keys(recipe.build_model(seed)), **options)
+    return run_federated(consortium, recipe, strategy, seed, name=method)

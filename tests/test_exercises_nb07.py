@@ -1,0 +1,99 @@
+"""The notebook 07 self-checks accept correct answers and explain wrong ones."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from fedlearn.exercises import nb07
+from fedlearn.privacy import calibrate_noise
+
+
+def ece(y, p, n_bins):
+    edges = np.linspace(0, 1, n_bins + 1)
+    ids = np.searchsorted(edges[1:-1], p)
+    total = 0.0
+    for b in range(n_bins):
+        m = ids == b
+        if m.any():
+            total += m.mean() * abs(y[m].mean() - p[m].mean())
+    return total
+
+
+def test_ece_reference_passes(capsys):
+    nb07.check_ece(ece)
+    assert capsys.readouterr().out.startswith("Correct:")
+
+
+def _unweighted(y, p, n_bins):
+    edges = np.linspace(0, 1, n_bins + 1)
+    ids = np.searchsorted(edges[1:-1], p)
+    return float(np.mean([abs(y[ids == b].mean() - p[ids == b].mean())
+                          for b in range(n_bins) if (ids == b).any()]))
+
+
+def _top_label(y, p, n_bins):
+    conf = np.maximum(p, 1 - p)
+    hit = ((p >= 0.5).astype(int) == y).astype(float)
+    edges = np.linspace(0, 1, n_bins + 1)
+    ids = np.searchsorted(edges[1:-1], conf)
+    return sum((ids == b).mean() * abs(hit[ids == b].mean() - conf[ids == b].mean())
+               for b in range(n_bins) if (ids == b).any())
+
+
+def _left_closed(y, p, n_bins):
+    ids = np.minimum((p * n_bins).astype(int), n_bins - 1)  # [a, b) bins: edges land higher
+    return sum((ids == b).mean() * abs(y[ids == b].mean() - p[ids == b].mean())
+               for b in range(n_bins) if (ids == b).any())
+
+
+@pytest.mark.parametrize("wrong,hint", [
+    (_unweighted, "weight each bin"),
+    (_top_label, "top-label"),
+    (_left_closed, "searchsorted"),
+])
+def test_ece_wrong_answers_get_hints(wrong, hint):
+    with pytest.raises(AssertionError, match=hint):
+        nb07.check_ece(wrong)
+
+
+def threshold_for_sensitivity(y, p, target):
+    sick = np.sort(p[y == 1])[::-1]
+    k = math.ceil(target * len(sick) - 1e-9)
+    return float(sick[k - 1])
+
+
+def test_threshold_reference_passes(capsys):
+    nb07.check_threshold_for_sensitivity(threshold_for_sensitivity)
+    assert "Correct:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("wrong,hint", [
+    (lambda y, p, t: 0.5, "too high|highest threshold"),
+    (lambda y, p, t: 0.0, "highest threshold"),
+    (lambda y, p, t: float(np.quantile(p[y == 1], t)), "too high"),
+])
+def test_threshold_wrong_answers_get_hints(wrong, hint):
+    with pytest.raises(AssertionError, match=hint):
+        nb07.check_threshold_for_sensitivity(wrong)
+
+
+def hospitals_needed(eps, delta, rounds, clip, target):
+    return math.ceil(calibrate_noise(eps, delta, 1.0, rounds) * clip / target)
+
+
+def test_hospitals_needed_reference_passes(capsys):
+    nb07.check_hospitals_needed(hospitals_needed)
+    assert "hospitals for noise" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("wrong,hint", [
+    (lambda e, d, r, c, t: math.ceil((calibrate_noise(e, d, 1.0, r) * c / t) ** 2), "1/K"),
+    (lambda e, d, r, c, t: 10 ** 9, "smallest K"),
+    (lambda e, d, r, c, t: 6, "noise std"),
+])
+def test_hospitals_needed_wrong_answers_get_hints(wrong, hint):
+    with pytest.raises(AssertionError, match=hint):
+        nb07.check_hospitals_needed(wrong)
