@@ -11,7 +11,9 @@ BatchNorm, Adam, class-weighted loss, seeded augmentation):
 2. ``main``: local / pooled / FedAvg / FedProx / FedBN / FedAdam x seeds, label-skew hospitals
    (FedAdam = ``fedlearn.study.FedAdamBN``: Adam on the weights, BatchNorm statistics averaged);
 3. ``private``: the federated method with the best mean pooled *validation* AUROC, wrapped in
-   secure aggregation and in client-level DP (DP-FedAvg, clip norm 1) at ``--epsilon``;
+   secure aggregation, and in client-level DP (DP-FedAvg, clip norm 1) at ``--epsilon``. DP
+   noise on BatchNorm running variances makes them negative (NaN outputs), so the DP runs use
+   the GroupNorm variant of the model, and that variant also runs without DP for reference;
 4. ``feature``: the base methods again with feature skew (each hospital's scanner, a fixed
    intensity transform, ``fedlearn.hospitals.SCANNERS``).
 
@@ -183,14 +185,16 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     for (flag, variant, method), g in df.groupby(["dataset", "variant", "method"], sort=False):
         pooled = g[g["test_set"] == POOLED]
         hosp = g[g["test_set"] != POOLED]
-        worst_per_seed = hosp.loc[hosp.groupby("seed")["auroc"].idxmin()]
+        scored = hosp.dropna(subset=["auroc"])  # a diverged run has NaN metrics
+        worst_per_seed = scored.loc[scored.groupby("seed")["auroc"].idxmin()]
         row: dict[str, Any] = {"seeds": sorted(int(s) for s in pooled["seed"])}
         for m in REPORT_METRICS:
             row[m] = float(pooled[m].mean())
             row[f"{m}_std"] = float(pooled[m].std(ddof=0))
         row["worst_hospital_auroc"] = float(worst_per_seed["auroc"].mean())
         row["worst_hospital_auroc_std"] = float(worst_per_seed["auroc"].std(ddof=0))
-        row["worst_hospital"] = Counter(worst_per_seed["test_set"]).most_common(1)[0][0]
+        row["worst_hospital"] = (Counter(worst_per_seed["test_set"]).most_common(1)[0][0]
+                                 if len(worst_per_seed) else None)
         row["per_hospital_auroc"] = hosp.groupby("test_set")["auroc"].mean().round(4).to_dict()
         ref = MEDMNIST_V2[flag]
         row["vs_medmnist"] = {m: round(row[m] - ref[m], 4) for m in ref}
@@ -307,18 +311,27 @@ def main(argv: list[str] | None = None) -> int:
         label, recipe = hospitals(flag, "label"), recipe_for(flag)
         cfg = dataclasses.replace(recipe.config, class_weights=label.class_weights())
         bufs = study.buffer_keys(recipe.build_model(0))
+        # DP noise of std ~ z C / K on a BatchNorm running variance drives it negative (NaN
+        # outputs), so the DP runs use the GroupNorm variant of the model, which has no
+        # statistics; the same model without DP separates the architecture's effect from DP's.
+        gn = dataclasses.replace(recipe, model_kwargs={**recipe.model_kwargs, "norm": "group"})
         for seed in args.seeds:
             do("private", flag, "label", f"{best} + SecAgg", seed, o,
                lambda s=seed: study.run_federated(
                    label, recipe, study.with_secure_aggregation(
                        study.make_strategy(best, cfg, bufs, **o), seed=s), s,
                    name=f"{best} + SecAgg"))
-            do("private", flag, "label", f"{best} + DP (eps={args.epsilon:g})", seed, o,
+            do("private", flag, "label", f"{best} (GroupNorm)", seed, o,
                lambda s=seed: study.run_federated(
-                   label, recipe, study.with_client_dp(
-                       study.make_strategy(best, cfg, bufs, **o), args.epsilon, recipe.rounds,
+                   label, gn, study.make_strategy(best, cfg, **o), s,
+                   name=f"{best} (GroupNorm)"))
+            do("private", flag, "label", f"{best} (GroupNorm) + DP (eps={args.epsilon:g})",
+               seed, o,
+               lambda s=seed: study.run_federated(
+                   label, gn, study.with_client_dp(
+                       study.make_strategy(best, cfg, **o), args.epsilon, gn.rounds,
                        delta=DELTA, seed=s), s,
-                   name=f"{best} + DP (eps={args.epsilon:g})"))
+                   name=f"{best} (GroupNorm) + DP (eps={args.epsilon:g})"))
 
     # phase by phase over both data sets, so the headline results exist first
     for phase in ("tune", "main", "private", "feature"):

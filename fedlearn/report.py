@@ -71,7 +71,8 @@ def metrics_table(preds: Mapping[str, tuple[np.ndarray, np.ndarray]], threshold:
     ``pooled`` concatenates every hospital's predictions: for one global model that is its
     score on the union of the test sets; for personalised models it is the score of the
     system "each hospital uses its own model". ECE is the positive-class ECE with
-    ``n_bins`` bins (see :mod:`fedlearn.calibration`).
+    ``n_bins`` bins (see :mod:`fedlearn.calibration`). Non-finite probabilities (a diverged
+    model) give NaN metrics instead of an exception, so a sweep can record the failure.
     """
     if not preds:
         raise ValueError("no predictions")
@@ -80,11 +81,14 @@ def metrics_table(preds: Mapping[str, tuple[np.ndarray, np.ndarray]], threshold:
         items.append((POOLED, _pool(preds)))
     rows = {}
     for name, (y, p) in items:
-        m = classification_metrics(y, p, threshold)
-        rows[name] = {"n": int(len(y)), "disease %": 100.0 * float(np.mean(y == 1)),
-                      **{k: m[k] for k in ("auroc", "accuracy", "sensitivity", "specificity",
-                                           "balanced_accuracy", "f1")},
-                      "ece": expected_calibration_error(y, p, n_bins)}
+        row: dict[str, float] = {"n": int(len(y)), "disease %": 100.0 * float(np.mean(y == 1))}
+        if np.isfinite(p).all():
+            m = classification_metrics(y, p, threshold)
+            row.update({k: m[k] for k in _COLUMNS[2:-1]},
+                       ece=expected_calibration_error(y, p, n_bins))
+        else:  # a diverged model (e.g. a negative BatchNorm variance): record it, do not crash
+            row.update({k: float("nan") for k in _COLUMNS[2:]})
+        rows[name] = row
     return pd.DataFrame.from_dict(rows, orient="index")[list(_COLUMNS)]
 
 

@@ -45,6 +45,10 @@ def test_metrics_table_rows_and_pooled_row():
     assert t.loc["A", "disease %"] == pytest.approx(100 * preds["A"][0].mean())
     assert t.loc["A", "auroc"] > t.loc["B", "auroc"], "A is the more skilful hospital"
     assert POOLED not in metrics_table(preds, pooled=False).index
+    broken = dict(preds, B=(preds["B"][0], np.full_like(preds["B"][1], np.nan)))
+    tb = metrics_table(broken)
+    assert np.isnan(tb.loc["B", "auroc"]) and np.isnan(tb.loc[POOLED, "ece"])
+    assert tb.loc["A", "auroc"] == pytest.approx(t.loc["A", "auroc"]) and tb.loc["B", "n"] == 40
     with pytest.raises(ValueError, match="no predictions"):
         metrics_table({})
 
