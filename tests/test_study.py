@@ -8,12 +8,14 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from opacus.validators import ModuleValidator
 
 import fedlearn as fl
 from fedlearn import study
 from fedlearn.algorithms import FedAdam, FedBN, FedProx
 from fedlearn.augment import Augment
 from fedlearn.hospitals import HOSPITALS, build_consortium
+from fedlearn.report import metrics_table
 from fedlearn.secagg import SecureAggregation
 
 from .casestudy_data import fake_medmnist
@@ -164,3 +166,36 @@ def test_fedadam_bn_steps_weights_with_adam_and_averages_statistics():
             assert torch.equal(a[k], b[k]), k
     assert set(ours.m) == set(delta) - set(bufs)
     assert study.make_strategy("FedAdam", RECIPE.config, bufs).buffers == frozenset(bufs)
+
+
+GN = replace(RECIPE, model_kwargs={"norm": "group", "width": 4, "hidden": 8})
+
+
+def test_patient_dp_spends_the_budget_at_every_hospital_and_picks_a_threshold(consortium):
+    res = study.run_patient_dp(consortium, GN.scaled(2), seed=0, epsilon=8.0)
+    spent = res.info["epsilon_per_hospital"]
+    assert set(spent) == set(consortium.names)
+    assert all(7.0 <= e <= 8.0 for e in spent.values())  # calibrated per hospital size
+    assert res.info["epsilon"] == max(spent.values())
+    assert 0.0 < res.threshold < 1.0 and res.info["threshold"] == res.threshold
+    assert res.table().equals(metrics_table(res.test, res.threshold))
+    assert res.table(threshold=0.5).equals(metrics_table(res.test, 0.5))
+    assert res.table()["auroc"]["pooled"] > 0.7  # the blob task survives epsilon = 8
+    plain = study.run_patient_dp(consortium, GN.scaled(2), seed=0, epsilon=8.0,
+                                 threshold_epsilon=None)
+    assert plain.threshold == 0.5 and "threshold" not in plain.info
+    for name in consortium.names:  # the threshold step is post-processing: same model
+        assert np.allclose(plain.test[name][1], res.test[name][1])
+
+
+def test_patient_dp_refuses_batchnorm_and_bad_budgets(consortium):
+    with pytest.raises(ValueError, match="BatchNorm"):
+        study.run_patient_dp(consortium, RECIPE.scaled(1), seed=0, epsilon=8.0)
+    with pytest.raises(ValueError, match="epsilon"):
+        study.run_patient_dp(consortium, GN.scaled(1), seed=0, epsilon=math.inf)
+
+
+def test_dp_recipes_are_opacus_compatible():
+    for r in study.DP_RECIPES.values():
+        assert r.model_kwargs["norm"] == "group" and r.augment is None
+        assert ModuleValidator.validate(r.build_model(0), strict=False) == []

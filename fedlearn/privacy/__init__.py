@@ -8,11 +8,12 @@ Two questions decide which tool to use: *whom* do we protect, and *how much*?
   (:class:`DPFedAvg`, McMahan et al. 2018), wrapping any strategy.
 
 "How much" is an ``(epsilon, delta)`` computed by Opacus' RDP accountant
-(:mod:`.accounting`) and enforced by :class:`BudgetGuard`. :mod:`.scratch` writes DP-SGD out by
-hand for teaching; :mod:`.attacks` runs membership inference to show what DP buys.
+(:mod:`.accounting`) and enforced by :class:`BudgetGuard`. :mod:`.threshold` picks a decision
+threshold from noisy validation histograms; :mod:`.scratch` writes DP-SGD out by hand for
+teaching; :mod:`.attacks` runs membership inference to show what DP buys.
 """
 
-from . import accounting, attacks, budget, client_dp, dpsgd, scratch
+from . import accounting, attacks, budget, client_dp, dpsgd, scratch, threshold
 from .accounting import (
     calibrate_noise,
     gaussian_sigma,
@@ -35,9 +36,10 @@ from .budget import (
 )
 from .client_dp import AdaptiveClipping, DPFedAvg, clip_update
 from .dpsgd import DPClient, calibrate_clients, dp_clients_from, dp_local_train, make_engine
+from .threshold import ThresholdChoice, dp_threshold
 
 __all__ = [
-    "accounting", "attacks", "budget", "client_dp", "dpsgd", "scratch",
+    "accounting", "attacks", "budget", "client_dp", "dpsgd", "scratch", "threshold",
     "calibrate_noise", "gaussian_sigma", "moments_accountant_epsilon", "rdp_epsilon",
     "MembershipResult", "lira_attack", "loss_threshold_attack", "per_example_loss",
     "top_fraction_filter",
@@ -45,4 +47,5 @@ __all__ = [
     "rounds_within_budget",
     "AdaptiveClipping", "DPFedAvg", "clip_update",
     "DPClient", "calibrate_clients", "dp_clients_from", "dp_local_train", "make_engine",
+    "ThresholdChoice", "dp_threshold",
 ]
