@@ -97,3 +97,46 @@ def test_hospitals_needed_reference_passes(capsys):
 def test_hospitals_needed_wrong_answers_get_hints(wrong, hint):
     with pytest.raises(AssertionError, match=hint):
         nb07.check_hospitals_needed(wrong)
+
+
+def roc_from_noisy(hist):
+    h = np.clip(hist, 0, None)
+    neg, pos = h
+    pos_above = np.append(np.cumsum(pos[::-1])[::-1], 0.0)
+    neg_above = np.append(np.cumsum(neg[::-1])[::-1], 0.0)
+    return pos_above / pos.sum(), 1 - neg_above / neg.sum()
+
+
+def test_roc_from_noisy_reference_passes(capsys):
+    nb07.check_roc_from_noisy(roc_from_noisy)
+    assert capsys.readouterr().out.startswith("Correct:")
+
+
+def _no_clip(hist):
+    neg, pos = hist
+    pos_above = np.append(np.cumsum(pos[::-1])[::-1], 0.0)
+    neg_above = np.append(np.cumsum(neg[::-1])[::-1], 0.0)
+    return pos_above / pos.sum(), 1 - neg_above / neg.sum()
+
+
+def _from_bottom(hist):
+    h = np.clip(hist, 0, None)
+    neg, pos = h
+    return (np.append(0.0, np.cumsum(pos)) / pos.sum(),
+            1 - np.append(0.0, np.cumsum(neg)) / neg.sum())
+
+
+def _one_short(hist):
+    s, p = roc_from_noisy(hist)
+    return s[:-1], p[:-1]
+
+
+@pytest.mark.parametrize(("wrong", "hint"), [
+    (_no_clip, "set them to 0"),
+    (_from_bottom, "AND ABOVE"),
+    (_one_short, "thresholds"),
+    (lambda h: roc_from_noisy(h)[0], "pair"),
+])
+def test_roc_from_noisy_wrong_answers_get_hints(wrong, hint):
+    with pytest.raises(AssertionError, match=hint):
+        nb07.check_roc_from_noisy(wrong)

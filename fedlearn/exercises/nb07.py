@@ -2,7 +2,8 @@
 
 Each checker draws fresh random cases and compares the learner's function with the package's
 own implementation (:func:`fedlearn.calibration.expected_calibration_error`,
-:func:`fedlearn.classification_metrics`, :func:`fedlearn.privacy.calibrate_noise`), which the
+:func:`fedlearn.classification_metrics`, :func:`fedlearn.privacy.calibrate_noise`,
+:func:`fedlearn.privacy.threshold.roc_from_histogram`), which the
 unit tests check independently, so an answer tuned to the notebook's numbers does not pass.
 """
 
@@ -16,9 +17,11 @@ import numpy as np
 from ..calibration import expected_calibration_error
 from ..metrics import classification_metrics
 from ..privacy.accounting import calibrate_noise
+from ..privacy.threshold import roc_from_histogram
 from . import correct
 
-__all__ = ["check_ece", "check_threshold_for_sensitivity", "check_hospitals_needed"]
+__all__ = ["check_ece", "check_threshold_for_sensitivity", "check_hospitals_needed",
+           "check_roc_from_noisy"]
 
 
 def _two(p: np.ndarray) -> np.ndarray:
@@ -132,3 +135,43 @@ def check_hospitals_needed(hospitals_needed: Callable[[float, float, int, float,
     correct(f"e.g. {cases[0][2]} rounds at epsilon = {cases[0][0]:g} need "
             f"{math.ceil(calibrate_noise(8.0, 1e-5, 1.0, 20) / 0.01)} hospitals for noise "
             "std 0.01 on the mean update; our consortium has six")
+
+
+def check_roc_from_noisy(roc: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+                         trials: int = 8, seed: int = 3) -> None:
+    """``roc(hist)``: sensitivity and specificity at every bin edge of a noisy histogram.
+
+    ``hist`` has shape ``(2, bins)``: row 0 counts healthy, row 1 sick patients per score bin,
+    with Laplace noise (so some counts are negative). The threshold at edge ``b`` calls bins
+    ``b, b+1, ...`` positive, for ``b = 0 .. bins`` (``bins + 1`` values; at ``b = bins``
+    nobody is positive). Negative counts are set to zero first.
+    """
+    rng = np.random.default_rng(seed)
+    for _ in range(trials):
+        bins = int(rng.integers(3, 30))
+        hist = rng.poisson(rng.uniform(0.5, 20), size=(2, bins)) + rng.laplace(0, 2, (2, bins))
+        hist[:, 0] = np.abs(hist[:, 0]) + 1.0  # every class keeps some patients
+        ref_sens, ref_spec = roc_from_histogram(hist)
+        got = roc(hist.copy())
+        if not isinstance(got, tuple) or len(got) != 2:
+            raise AssertionError("return a pair (sensitivity, specificity) of arrays")
+        sens, spec = (np.asarray(a, dtype=float) for a in got)
+        if sens.shape != ref_sens.shape or spec.shape != ref_spec.shape:
+            raise AssertionError(f"with {bins} bins there are {bins + 1} thresholds (edges 0 to "
+                                 f"{bins}, the last one calling nobody positive); got "
+                                 f"{sens.shape[0]} sensitivities and {spec.shape[0]} "
+                                 "specificities")
+        if np.allclose(sens, ref_sens, atol=1e-9) and np.allclose(spec, ref_spec, atol=1e-9):
+            continue
+        if np.allclose(sens[::-1], ref_sens, atol=1e-9) or np.isclose(sens[0], 0.0):
+            raise AssertionError("at edge 0 everyone is called sick (sensitivity 1): count the "
+                                 "patients in bin b AND ABOVE, i.e. a cumulative sum from the top")
+        if (hist < 0).any() and ((sens > 1 + 1e-9).any() or (spec < -1e-9).any()
+                                 or (np.diff(sens) > 1e-9).any()
+                                 or (np.diff(spec) < -1e-9).any()):
+            raise AssertionError("negative noisy counts make the curve leave [0, 1] or turn "
+                                 "back: set them to 0 first (post-processing costs no privacy)")
+        raise AssertionError(f"at {bins} bins your curve differs from the reference, e.g. "
+                             f"sensitivity {sens[:3].round(3)} vs {ref_sens[:3].round(3)}, "
+                             f"specificity {spec[:3].round(3)} vs {ref_spec[:3].round(3)}")
+    correct(f"your ROC matches fedlearn.privacy.threshold on {trials} noisy histograms")
