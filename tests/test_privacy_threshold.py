@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
@@ -51,6 +52,7 @@ def test_histogram_counts_every_patient_once_in_the_right_bin():
     assert h.tolist() == [[1, 1, 1], [0, 1, 2]]  # 0.25 opens bin 1; 1.0 sits in the last bin
     two_col = np.stack([1 - p, p], axis=1)
     assert np.array_equal(score_histogram(y, two_col, edges), h)
+    assert np.array_equal(score_histogram(torch.tensor(y), torch.tensor(p), edges), h)
 
 
 def test_exact_roc_matches_scikit_learn_at_every_edge():

@@ -62,9 +62,10 @@ def logit_bin_edges(bins: int = 40, max_logit: float = 8.0) -> np.ndarray:
 
 def _arrays(y_true: np.ndarray | torch.Tensor,
             p_disease: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    y = np.asarray(y_true.numpy() if isinstance(y_true, torch.Tensor) else y_true).ravel()
-    p = np.asarray(p_disease.numpy() if isinstance(p_disease, torch.Tensor) else p_disease,
-                   dtype=float)
+    y = np.asarray(y_true.detach().cpu().numpy() if isinstance(y_true, torch.Tensor)
+                   else y_true).ravel()
+    p = np.asarray(p_disease.detach().cpu().numpy() if isinstance(p_disease, torch.Tensor)
+                   else p_disease, dtype=float)
     if p.ndim == 2:  # class probabilities: column 1 is P(disease)
         if p.shape[1] != 2:
             raise ValueError(f"expected P(disease) or two class columns, got shape {p.shape}")
