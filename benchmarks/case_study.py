@@ -18,7 +18,9 @@ BatchNorm, Adam, class-weighted loss, seeded augmentation):
    (``fedlearn.study.run_patient_dp``), its threshold chosen from Laplace-noised validation
    histograms at epsilon 1 (``fedlearn.privacy.dp_threshold``);
 4. ``feature``: the base methods again with feature skew (each hospital's scanner, a fixed
-   intensity transform, ``fedlearn.hospitals.SCANNERS``).
+   intensity transform, ``fedlearn.hospitals.SCANNERS``);
+5. ``longer``: on BreastMNIST, where federation fell short of pooling, pooled / FedAvg / FedBN
+   with twice the rounds (120), to see whether more optimisation closes the gap.
 
 Every run stores its per-hospital and pooled metrics on the validation and test sets; the
 summary compares the pooled test metrics with MedMNIST v2's centralised ResNet-18 (28x28).
@@ -72,6 +74,10 @@ THRESHOLD_EPSILON = 1.0  # the DP-SGD runs' operating point, from noisy validati
 TUNE = {"FedProx": [{"mu": 0.01}, {"mu": 0.1}],
         "FedAdam": [{"server_lr": 1e-3}, {"server_lr": 3e-3}, {"server_lr": 1e-2}]}
 FEDERATED = ("FedAvg", "FedProx", "FedBN", "FedAdam")
+#: ``longer``: twice the rounds (and so twice every method's epochs) where federation fell
+#: short of pooling, to ask whether the gap is optimisation (more rounds close it) or data.
+LONGER = {"breastmnist": 120}
+LONGER_METHODS = ("pooled", "FedAvg", "FedBN")
 REPORT_METRICS = ("auroc", "accuracy", "sensitivity", "specificity", "ece")
 
 
@@ -124,6 +130,7 @@ class Store:
         if path is not None and path.exists():
             old = json.loads(path.read_text())
             self.data["runs"] = old.get("runs", [])
+            self.data["choices"] = old.get("choices", {})  # a partial rerun keeps the others'
             self.data["meta"]["started"] = old.get("meta", {}).get("started",
                                                                    meta.get("started"))
 
@@ -248,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--datasets", nargs="+", default=["pneumoniamnist", "breastmnist"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--epsilon", type=float, default=8.0)
-    ap.add_argument("--phases", nargs="+", default=["tune", "main", "private", "feature"])
+    ap.add_argument("--phases", nargs="+",
+                    default=["tune", "main", "private", "feature", "longer"])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--out", type=Path, default=None)
@@ -348,8 +356,21 @@ def main(argv: list[str] | None = None) -> int:
                    label, recipe_for(flag, dp=True), s, args.epsilon, delta=DELTA,
                    threshold_epsilon=THRESHOLD_EPSILON, name=n))
 
+    def longer(flag: str) -> None:
+        if flag not in LONGER:
+            return
+        opts = options_for(flag)
+        rounds = 2 if args.quick else LONGER[flag]
+        recipe = study.RECIPES[flag].scaled(rounds)
+        for seed in args.seeds:
+            for method in LONGER_METHODS:
+                o, name = opts.get(method, {}), f"{method} ({rounds} rounds)"
+                do("longer", flag, "label", name, seed, o,
+                   lambda m=method, s=seed, o=o, n=name: dataclasses.replace(
+                       study.run_method(m, hospitals(flag, "label"), recipe, s, **o), method=n))
+
     # phase by phase over both data sets, so the headline results exist first
-    for phase in ("tune", "main", "private", "feature"):
+    for phase in ("tune", "main", "private", "feature", "longer"):
         if phase not in args.phases:
             continue
         for flag in args.datasets:
@@ -359,8 +380,10 @@ def main(argv: list[str] | None = None) -> int:
                 base(flag, "main", "label")
             elif phase == "private":
                 private(flag)
-            else:
+            elif phase == "feature":
                 base(flag, "feature", "feature")
+            else:
+                longer(flag)
         store.save()
     store.data["summary"] = summarize(store.data["runs"])
     store.data["meta"]["finished"] = dt.datetime.now().isoformat(timespec="seconds")
