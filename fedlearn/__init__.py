@@ -25,7 +25,7 @@ from .history import History
 from .metrics import classification_metrics, evaluate
 from .models import MLP, LogisticRegression, SmallCNN, make_model, num_parameters
 from .simulation import evaluate_clients, run, sample_clients
-from .strategy import ClientInstruction, FedAvg, FedSGD, Strategy
+from .strategy import ClientInstruction, FedAvg, FedSGD, Strategy, StrategyWrapper
 from .update import ClientUpdate, InvalidUpdateError
 from .utils import seed_everything
 
@@ -39,6 +39,6 @@ __all__ = [
     "History", "classification_metrics", "evaluate",
     "MLP", "LogisticRegression", "SmallCNN", "make_model", "num_parameters",
     "evaluate_clients", "run", "sample_clients",
-    "ClientInstruction", "FedAvg", "FedSGD", "Strategy",
+    "ClientInstruction", "FedAvg", "FedSGD", "Strategy", "StrategyWrapper",
     "ClientUpdate", "InvalidUpdateError", "seed_everything",
 ]

@@ -25,12 +25,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
 
 import torch
 
 from .client import Client
-from .strategy import ClientInstruction, Strategy
+from .strategy import Strategy, StrategyWrapper
 from .update import ClientUpdate
 from .utils import StateDict, derive_seed, flatten_state, state_nbytes, unflatten_state
 
@@ -152,7 +151,7 @@ class ErrorFeedback:
         return sent, nbytes
 
 
-class Compressed(Strategy):
+class Compressed(StrategyWrapper):
     """``inner`` with every client update compressed on the uplink.
 
     Args:
@@ -167,7 +166,7 @@ class Compressed(Strategy):
 
     def __init__(self, inner: Strategy, compressor: Compressor, *, error_feedback: bool = True,
                  seed: int = 0) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.compressor = compressor
         self.error_feedback = error_feedback
         self.seed = seed
@@ -175,31 +174,9 @@ class Compressed(Strategy):
         self.name = f"{getattr(inner, 'name', type(inner).__name__)} + {compressor.name}" + (
             " + EF" if error_feedback else "")
 
-    def __getattr__(self, attr: str) -> Any:
-        # Optional hooks of the inner strategy (personal_state, download_nbytes, ...).
-        if attr == "inner":
-            raise AttributeError(attr)
-        return getattr(self.inner, attr)
-
     def initialize(self, global_state: StateDict, clients: Sequence[Client]) -> None:
         self.feedback = ErrorFeedback(self.compressor)
         self.inner.initialize(global_state, clients)
-
-    def configure_round(self, rnd: int, clients: Sequence[Client]) -> dict[int, ClientInstruction]:
-        return self.inner.configure_round(rnd, clients)
-
-    def combine(self, rnd: int, updates: Sequence[ClientUpdate]) -> StateDict:
-        return self.inner.combine(rnd, updates)
-
-    def server_update(self, rnd: int, global_state: StateDict, delta: StateDict) -> StateDict:
-        return self.inner.server_update(rnd, global_state, delta)
-
-    def aggregate(self, rnd: int, global_state: StateDict,
-                  updates: Sequence[ClientUpdate]) -> StateDict:
-        return self.inner.aggregate(rnd, global_state, updates)
-
-    def stop_reason(self, rnd: int) -> str | None:
-        return self.inner.stop_reason(rnd)
 
     def process_update(self, rnd: int, client: Client, update: ClientUpdate) -> ClientUpdate:
         inner_process = getattr(self.inner, "process_update", None)

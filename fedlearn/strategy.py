@@ -16,13 +16,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from .aggregate import apply_delta, fedavg_delta
 from .client import Client, LocalHook, TrainConfig
 from .update import ClientUpdate
 from .utils import StateDict
 
-__all__ = ["ClientInstruction", "Strategy", "FedAvg", "FedSGD"]
+__all__ = ["ClientInstruction", "Strategy", "StrategyWrapper", "FedAvg", "FedSGD"]
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,48 @@ class Strategy:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+class StrategyWrapper(Strategy):
+    """A strategy around another one, ``inner``: every hook it does not override is inner's.
+
+    Wrappers add one concern (compression, a privacy budget) without knowing what they wrap.
+    Forwarding ``aggregate`` keeps an inner strategy's own aggregation (SCAFFOLD overrides
+    it), and forwarding unknown attributes keeps the optional hooks ``fl.run`` looks up
+    (``process_update``, ``personal_state``, ``download_nbytes``) working under any stack of
+    wrappers: FedBN's personal layers survive being wrapped.
+    """
+
+    def __init__(self, inner: Strategy) -> None:
+        self.inner = inner
+
+    def __getattr__(self, attr: str) -> Any:
+        # only called when normal lookup fails; "inner" itself must not recurse (unpickling)
+        if attr == "inner":
+            raise AttributeError(attr)
+        return getattr(self.inner, attr)
+
+    def initialize(self, global_state: StateDict, clients: Sequence[Client]) -> None:
+        self.inner.initialize(global_state, clients)
+
+    def configure_round(self, rnd: int, clients: Sequence[Client]) -> dict[int, ClientInstruction]:
+        return self.inner.configure_round(rnd, clients)
+
+    def combine(self, rnd: int, updates: Sequence[ClientUpdate]) -> StateDict:
+        return self.inner.combine(rnd, updates)
+
+    def server_update(self, rnd: int, global_state: StateDict, delta: StateDict) -> StateDict:
+        return self.inner.server_update(rnd, global_state, delta)
+
+    def aggregate(self, rnd: int, global_state: StateDict,
+                  updates: Sequence[ClientUpdate]) -> StateDict:
+        return self.inner.aggregate(rnd, global_state, updates)
+
+    def stop_reason(self, rnd: int) -> str | None:
+        return self.inner.stop_reason(rnd)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(inner={self.inner!r})"
 
 
 class FedAvg(Strategy):

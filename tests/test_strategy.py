@@ -151,3 +151,47 @@ def test_class_weighted_fedsgd_equals_weighted_gd_on_pooled_data():
            progress=False)
     for k, v in expected.items():
         assert torch.allclose(m.state_dict()[k], v, atol=1e-6), k
+
+
+def _final(strategy, clients, model_name="mlp", **kw):
+    model = fl.make_model(model_name, seed=0, **kw)
+    hist = fl.run(model, clients, strategy, rounds=3, seed=0, eval_every=1, progress=False)
+    return model.state_dict(), hist
+
+
+def test_a_bare_wrapper_changes_nothing_even_around_scaffold():
+    # SCAFFOLD overrides aggregate() and has the optional process_update/download_nbytes
+    # hooks: a wrapper must forward all of them or the control variates silently break
+    from fedlearn.algorithms import Scaffold
+
+    cfg = fl.TrainConfig(epochs=1, batch_size=16, lr=0.1)
+    a, ha = _final(Scaffold(cfg), _skewed_clients(), in_features=5, hidden=(6,))
+    wrapped = fl.StrategyWrapper(Scaffold(cfg))
+    b, hb = _final(wrapped, _skewed_clients(), in_features=5, hidden=(6,))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert wrapped.process_update.__self__ is wrapped.inner
+    assert ha.rounds[-1]["bytes_up"] == hb.rounds[-1]["bytes_up"]
+    assert ha.rounds[-1]["bytes_down"] == hb.rounds[-1]["bytes_down"]
+
+
+def test_budget_guard_keeps_fedbn_personal_layers():
+    from fedlearn.algorithms import FedBN
+    from fedlearn.privacy import BudgetGuard, PrivacyBudget
+
+    class Free:  # a ledger for a run that spends nothing (no DP): the guard never stops it
+        def epsilon_after(self, extra_rounds, delta=None):
+            return 0.0
+
+    x = torch.rand(90, 1, 28, 28)
+    sites = [fl.Client(i, TensorDataset(x[30 * i:30 * (i + 1)] * (1 + i),
+                                        (x[30 * i:30 * (i + 1)].mean((1, 2, 3)) > 0.5).long()))
+             for i in range(3)]
+    cfg = fl.TrainConfig(epochs=1, batch_size=10, lr=0.05)
+    kw = {"norm": "batch", "width": 4, "hidden": 8}
+    a, ha = _final(FedBN(cfg), sites, "cnn", **kw)
+    guard = BudgetGuard(FedBN(cfg), PrivacyBudget(1.0, 1e-5), ledger=Free())
+    b, hb = _final(guard, sites, "cnn", **kw)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert guard.personal_state.__self__ is guard.inner  # what fl.run evaluates with
+    assert ha.rounds[-1]["bytes_up"] == hb.rounds[-1]["bytes_up"]  # BN layers stay home
+    assert ha.to_dataframe().equals(hb.to_dataframe())  # evaluated with personal BN layers

@@ -22,8 +22,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from ..client import Client, TrainConfig
-from ..strategy import ClientInstruction, Strategy
-from ..update import ClientUpdate
+from ..strategy import Strategy, StrategyWrapper
 from ..utils import StateDict
 from .dpsgd import DPClient
 
@@ -100,7 +99,7 @@ def rounds_within_budget(ledger: PrivacyLedger, budget: PrivacyBudget, limit: in
     return lo
 
 
-class BudgetGuard(Strategy):
+class BudgetGuard(StrategyWrapper):
     """Wrap a strategy so the run refuses to start or stops before exceeding ``budget``.
 
     Args:
@@ -120,7 +119,7 @@ class BudgetGuard(Strategy):
             ledger = inner
         if planned_rounds is not None and planned_rounds < 0:
             raise ValueError(f"planned_rounds must be >= 0, got {planned_rounds}")
-        self.inner = inner
+        super().__init__(inner)
         self.budget = budget
         self.ledger = ledger
         self.planned_rounds = planned_rounds
@@ -151,19 +150,6 @@ class BudgetGuard(Strategy):
             return (f"privacy budget: round {rnd} would raise epsilon from {self.spent():.3g} "
                     f"to {nxt:.3g} > {self.budget.epsilon:g} (delta = {self.budget.delta:g})")
         return None
-
-    def configure_round(self, rnd: int, clients: Sequence[Client]) -> dict[int, ClientInstruction]:
-        return self.inner.configure_round(rnd, clients)
-
-    def combine(self, rnd: int, updates: Sequence[ClientUpdate]) -> StateDict:
-        return self.inner.combine(rnd, updates)
-
-    def server_update(self, rnd: int, global_state: StateDict, delta: StateDict) -> StateDict:
-        return self.inner.server_update(rnd, global_state, delta)
-
-    def aggregate(self, rnd: int, global_state: StateDict,
-                  updates: Sequence[ClientUpdate]) -> StateDict:
-        return self.inner.aggregate(rnd, global_state, updates)
 
     def __repr__(self) -> str:
         return f"BudgetGuard(inner={self.inner!r}, budget={self.budget})"
