@@ -99,27 +99,26 @@ def heart_clients() -> list[fl.Client]:
     return fl.clients_from_sites(fl.data.load_heart_disease())
 
 
-def exp_heart_sample(seeds: list[int], epsilons: list[float], quick: bool) -> list[dict[str, Any]]:
+def heart_sample_level(setting: str, cfg: fl.TrainConfig, rounds: int, seeds: list[int],
+                       epsilons: list[float]) -> list[dict[str, Any]]:
+    """Sample-level DP on the four heart hospitals, one logistic regression per seed."""
     rows = []
-    rounds = 2 if quick else HEART_ROUNDS
     for seed in seeds:
         for eps in epsilons:
             model = fl.make_model("logreg", in_features=13, seed=seed)
-            rows.append({"setting": "heart hospitals", "epsilon": eps, "seed": seed,
-                         **sample_level_run(heart_clients(), model, HEART_CFG, rounds, eps, seed)})
+            rows.append({"setting": setting, "epsilon": eps, "seed": seed,
+                         **sample_level_run(heart_clients(), model, cfg, rounds, eps, seed)})
     return rows
+
+
+def exp_heart_sample(seeds: list[int], epsilons: list[float], quick: bool) -> list[dict[str, Any]]:
+    return heart_sample_level("heart hospitals", HEART_CFG, 2 if quick else HEART_ROUNDS, seeds,
+                              epsilons)
 
 
 def exp_heart_flamby(seeds: list[int], epsilons: list[float], quick: bool) -> list[dict[str, Any]]:
-    rows = []
-    rounds = 1 if quick else FLAMBY_ROUNDS
-    for seed in seeds:
-        for eps in epsilons:
-            model = fl.make_model("logreg", in_features=13, seed=seed)
-            rows.append({"setting": "FLamby protocol", "epsilon": eps, "seed": seed,
-                         **sample_level_run(heart_clients(), model, FLAMBY_CFG, rounds, eps,
-                                            seed)})
-    return rows
+    return heart_sample_level("FLamby protocol", FLAMBY_CFG, 1 if quick else FLAMBY_ROUNDS,
+                              seeds, epsilons)
 
 
 def pneumonia_clients(n_train: int = 1200) -> list[fl.Client]:

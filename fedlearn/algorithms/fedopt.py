@@ -23,7 +23,7 @@ pseudo-gradient.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -32,6 +32,22 @@ from ..strategy import FedAvg
 from ..utils import StateDict
 
 __all__ = ["FedAvgM", "FedOpt", "FedAdam", "FedYogi", "FedAdagrad"]
+
+
+def _server_step(global_state: StateDict, delta: StateDict, server_lr: float,
+                 step: Callable[[str, torch.Tensor], torch.Tensor]) -> StateDict:
+    """``x + server_lr * step(k, Delta_k)`` for every entry with a delta; the rest copied.
+
+    ``Delta_k`` is given to ``step`` in float64 (the optimisers keep their state there) and
+    the step is applied in the weights' dtype, as :func:`fedlearn.apply_delta` does.
+    """
+    out: StateDict = {}
+    for k, x in global_state.items():
+        if k not in delta:
+            out[k] = x.clone()
+            continue
+        out[k] = x + server_lr * step(k, delta[k].double()).to(x.dtype)
+    return out
 
 
 class FedAvgM(FedAvg):
@@ -57,17 +73,12 @@ class FedAvgM(FedAvg):
         self.velocity = {}
 
     def server_update(self, rnd: int, global_state: StateDict, delta: StateDict) -> StateDict:
-        out: StateDict = {}
-        for k, x in global_state.items():
-            if k not in delta:
-                out[k] = x.clone()
-                continue
-            d = delta[k].double()
+        def step(k: str, d: torch.Tensor) -> torch.Tensor:
             v = self.momentum * self.velocity[k] + d if k in self.velocity else d.clone()
             self.velocity[k] = v
-            step = d + self.momentum * v if self.nesterov else v
-            out[k] = x + self.server_lr * step.to(x.dtype)
-        return out
+            return d + self.momentum * v if self.nesterov else v
+
+        return _server_step(global_state, delta, self.server_lr, step)
 
     def __repr__(self) -> str:
         return (f"FedAvgM(config={self.config}, server_lr={self.server_lr}, "
@@ -105,25 +116,19 @@ class FedOpt(FedAvg):
 
     def server_update(self, rnd: int, global_state: StateDict, delta: StateDict) -> StateDict:
         self.t += 1
-        out: StateDict = {}
-        for k, x in global_state.items():
-            if k not in delta:
-                out[k] = x.clone()
-                continue
-            d = delta[k].double()
+
+        def step(k: str, d: torch.Tensor) -> torch.Tensor:
             m_old = self.m.get(k, torch.zeros_like(d))
             v_old = self.v.get(k, torch.zeros_like(d))
             m = self.beta1 * m_old + (1.0 - self.beta1) * d
             v = self.second_moment(v_old, d * d)
             self.m[k], self.v[k] = m, v
             if self.bias_correction:
-                m_hat = m / (1.0 - self.beta1 ** self.t)
-                v_hat = v / (1.0 - self.beta2 ** self.t)
-            else:
-                m_hat, v_hat = m, v
-            step = m_hat / (v_hat.sqrt() + self.tau)
-            out[k] = x + self.server_lr * step.to(x.dtype)
-        return out
+                m = m / (1.0 - self.beta1 ** self.t)
+                v = v / (1.0 - self.beta2 ** self.t)
+            return m / (v.sqrt() + self.tau)
+
+        return _server_step(global_state, delta, self.server_lr, step)
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(config={self.config}, server_lr={self.server_lr}, "
