@@ -95,17 +95,18 @@ def run_record(res: study.StudyRun, phase: str, flag: str, variant: str,
                            "seconds": round(res.seconds, 1),
                            "val": res.table("val").round(4).to_dict(orient="index"),
                            "test": res.table("test").round(4).to_dict(orient="index")}
-    info = {k: v for k, v in res.info.items() if k != "states"}
+    info = {k: v for k, v in res.info.items() if k not in ("states", "aggregation")}
     strategy = res.strategy
+    measured = res.info.get("aggregation", [])
     if isinstance(strategy, DPFedAvg):
+        # the un-noised mean update norm is no longer measured: it is not a DP release
         info.update(epsilon=strategy.epsilon(), delta=strategy.delta,
                     noise_multiplier=strategy.noise_multiplier,
                     final_clip_norm=strategy.clip_norm,
-                    mean_update_norm=float(np.nanmean([r["mean_norm"] for r in strategy.log])),
                     noise_std_on_mean=strategy.noise_multiplier * strategy.clip_norm
                     / strategy.expected_clients)
     if isinstance(strategy, SecureAggregation):
-        log = strategy.log
+        log = [m["secure"] for m in measured if "secure" in m]
         info.update(aborted_rounds=sum("aborted" in r for r in log),
                     max_clipped_fraction=max(float(r.get("clipped_fraction", 0)) for r in log),
                     bytes_per_client_per_round=float(np.mean([r["bytes_per_client"] for r in log

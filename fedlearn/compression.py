@@ -16,22 +16,18 @@ to the next update: ``p = delta + e;  sent = C(p);  e <- p - sent``. Nothing is 
 delayed: after any number of rounds, ``sum(sent) + e == sum(delta)``.
 
 :class:`Compressed` wraps any strategy so that every client's update is compressed on its
-way to the server (the simulation hands the server the decoded update and counts the
-*encoded* bytes in ``ClientUpdate.nbytes``).
+way to the server (an aggregator layer, :class:`fedlearn.aggregators.Compress`: the server
+sums the decoded updates and the round counts the *encoded* bytes).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import replace
 
 import torch
 
-from .client import Client
 from .strategy import Strategy, StrategyWrapper
-from .update import ClientUpdate
-from .utils import StateDict, derive_seed, flatten_state, state_nbytes, unflatten_state
+from .utils import StateDict, flatten_state, state_nbytes, unflatten_state
 
 __all__ = ["Compressor", "Quantize8bit", "TopK", "ErrorFeedback", "Compressed",
            "quantize_8bit", "dequantize_8bit", "compression_ratio"]
@@ -152,43 +148,42 @@ class ErrorFeedback:
 
 
 class Compressed(StrategyWrapper):
-    """``inner`` with every client update compressed on the uplink.
+    """``inner`` with every hospital's delta compressed on the uplink.
+
+    A thin constructor: the strategy's aggregator becomes
+    :class:`~fedlearn.aggregators.Compress` around whatever aggregator ``inner`` had, so
+    ``Compressed(SecureAggregation(FedAvg(...)), TopK(...))`` compresses on the hospital and
+    then masks. Everything else (local training, SCAFFOLD's control variates, FedBN's
+    personal layers, the server step) is ``inner``'s.
 
     Args:
-        inner: any strategy; its own ``process_update`` (if any) runs first.
+        inner: any strategy.
         compressor: :class:`Quantize8bit`, :class:`TopK` or another :class:`Compressor`.
         error_feedback: keep per-client residuals (recommended for top-k).
         seed: for stochastic rounding; client ``k`` in round ``r`` uses ``(seed, r, k)``.
 
-    Extra bytes the inner strategy declared (SCAFFOLD's control variates) are kept on top
-    of the compressed delta's bytes; those side payloads are not compressed.
+    Side payloads (SCAFFOLD's control variates) are sent uncompressed; their bytes are
+    counted on top of the compressed delta's.
     """
 
     def __init__(self, inner: Strategy, compressor: Compressor, *, error_feedback: bool = True,
                  seed: int = 0) -> None:
+        from .aggregators.compressed import Compress
+
         super().__init__(inner)
         self.compressor = compressor
         self.error_feedback = error_feedback
         self.seed = seed
-        self.feedback = ErrorFeedback(compressor)
+        self.layer = Compress(compressor, inner.aggregator, error_feedback=error_feedback,
+                              seed=seed)
+        self.aggregator = self.layer
         self.name = f"{getattr(inner, 'name', type(inner).__name__)} + {compressor.name}" + (
             " + EF" if error_feedback else "")
 
-    def initialize(self, global_state: StateDict, clients: Sequence[Client]) -> None:
-        self.feedback = ErrorFeedback(self.compressor)
-        self.inner.initialize(global_state, clients)
-
-    def process_update(self, rnd: int, client: Client, update: ClientUpdate) -> ClientUpdate:
-        inner_process = getattr(self.inner, "process_update", None)
-        if inner_process is not None:
-            update = inner_process(rnd, client, update)
-        side = max(0, int(update.nbytes or 0) - state_nbytes(update.delta))
-        gen = torch.Generator().manual_seed(derive_seed(self.seed, rnd, client.cid))
-        if self.error_feedback:
-            sent, nbytes = self.feedback(client.cid, update.delta, gen)
-        else:
-            sent, nbytes = self.compressor.compress(update.delta, gen)
-        return replace(update, delta=sent, nbytes=nbytes + side)
+    @property
+    def feedback(self) -> ErrorFeedback:
+        """The hospitals' residuals (what error feedback has not sent yet)."""
+        return self.layer.feedback
 
     def __repr__(self) -> str:
         return (f"Compressed({self.inner!r}, {self.compressor!r}, "

@@ -27,9 +27,23 @@ class History:
     evals: list[dict[str, Any]] = field(default_factory=list)
     final_state: StateDict | None = None
     stopped: str | None = None  # why the run ended early (e.g. privacy budget), if it did
+    #: per round, what each aggregator layer measured: ``{"round": r, "secure": {...}, ...}``
+    measurements: list[dict[str, Any]] = field(default_factory=list)
 
     def log_round(self, **row: Any) -> None:
         self.rounds.append(row)
+
+    def log_measurements(self, rnd: int, measurements: dict[str, Any]) -> None:
+        self.measurements.append({"round": rnd, **measurements})
+
+    def aggregation_frame(self, layer: str) -> pd.DataFrame:
+        """One row per round of what aggregator ``layer`` measured (e.g. ``"secure"``,
+        ``"central_dp"``, ``"distributed_dp"``), indexed by round."""
+        rows = [{"round": m["round"], **m[layer]} for m in self.measurements if layer in m]
+        if not rows:
+            have = sorted({k for m in self.measurements for k in m} - {"round"})
+            raise KeyError(f"no measurements from aggregator layer {layer!r}; have {have}")
+        return pd.DataFrame(rows).set_index("round")
 
     def log_eval(self, rnd: int, test_set: str, metrics: dict[str, float]) -> None:
         self.evals.append({"round": rnd, "test_set": test_set, **metrics})

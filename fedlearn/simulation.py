@@ -6,15 +6,13 @@ strategy aggregates. Every ``eval_every`` rounds the global model is scored on e
 hospital's test set and on their union (the pooled test set), because a model that is
 good on average can still fail one hospital.
 
-Nothing here is specific to an algorithm; that is the strategy's job. A strategy may
-optionally define three extra methods, which ``run`` calls when present:
-
-* ``process_update(rnd, client, update) -> ClientUpdate``: what actually goes on the wire
-  (compression, SCAFFOLD's extra control-variate upload, FedBN keeping BN layers home);
-* ``personal_state(cid, global_state) -> StateDict``: the model client ``cid`` really uses
-  (FedBN's local BN layers), so each hospital is evaluated with its personalised model;
-* ``download_nbytes(global_state) -> int``: bytes sent to each client per round when the
-  server sends more than the weights (SCAFFOLD's server control variate).
+Nothing here is specific to an algorithm; that is the strategy's job. ``run`` calls only the
+hooks every :class:`~fedlearn.strategy.Strategy` declares (``configure_round``,
+``process_update``, ``aggregate_round``, ``personal_state``, ``download_nbytes``,
+``stop_reason``), never an optional one looked up by name, so no wrapper can lose a hook.
+What the strategy's aggregator measured each round (secure aggregation's threshold and who
+was included, DP's clip norm and epsilon, ...) is kept in ``history.measurements``; a round
+whose sums were not revealed is recorded as ``aborted`` and leaves the model unchanged.
 
 A :class:`~fedlearn.system.SystemModel` passed as ``system=`` makes hospitals slow, drop
 out or miss a deadline; the round then aggregates whoever reported.
@@ -37,7 +35,7 @@ from .history import History
 from .metrics import classification_metrics
 from .strategy import Strategy
 from .update import validate_updates
-from .utils import StateDict, as_generator, clone_state, derive_seed, float_keys, state_nbytes
+from .utils import StateDict, as_generator, clone_state, derive_seed, float_keys
 
 if TYPE_CHECKING:
     from .system import SystemModel
@@ -129,7 +127,9 @@ def run(model: nn.Module, clients: Sequence[Client], strategy: Strategy, rounds:
 
     ``system`` (a :class:`~fedlearn.system.SystemModel`) simulates heterogeneous compute:
     sampled clients may drop out, miss the deadline or run fewer local steps. The round
-    aggregates whoever reported (a round where nobody did leaves the model unchanged), and
+    aggregates whoever reported (a round where nobody did, or whose secure sum aborted, leaves
+    the model unchanged and is marked ``aborted``; if every round aborts, ``history.stopped``
+    says why), and
     each row of ``history.rounds`` also records ``sampled``, ``dropped``, ``stragglers``,
     ``truncated`` and the simulated round duration ``sim_seconds``.
     """
@@ -144,16 +144,13 @@ def run(model: nn.Module, clients: Sequence[Client], strategy: Strategy, rounds:
     history = History(strategy=getattr(strategy, "name", type(strategy).__name__))
     global_state = clone_state(model.state_dict())
     worker = copy.deepcopy(model)
-    down_bytes = state_nbytes({k: global_state[k] for k in float_keys(global_state)})
-    strategy.initialize(global_state, clients)
-    process_update = getattr(strategy, "process_update", None)
-    personal_state = getattr(strategy, "personal_state", None)
-    download_nbytes = getattr(strategy, "download_nbytes", None)
+    strategy.start(global_state, clients, model=model)
+    personalised = strategy.has_personal_state()
 
     def _evaluate(rnd: int) -> dict[str, dict[str, float]]:
-        if personal_state is not None:
-            res = evaluate_personalized(model, clients,
-                                        lambda c: personal_state(c.cid, global_state), threshold)
+        if personalised:
+            res = evaluate_personalized(
+                model, clients, lambda c: strategy.personal_state(c.cid, global_state), threshold)
         else:
             model.load_state_dict(global_state)
             res = evaluate_clients(model, clients, threshold)
@@ -165,6 +162,7 @@ def run(model: nn.Module, clients: Sequence[Client], strategy: Strategy, rounds:
     if eval_every:
         _evaluate(0)
     bar = tqdm(range(1, rounds + 1), desc=history.strategy, disable=not progress, leave=False)
+    aborted: list[str] = []
     for rnd in bar:
         reason = strategy.stop_reason(rnd)
         if reason is not None:
@@ -173,6 +171,7 @@ def run(model: nn.Module, clients: Sequence[Client], strategy: Strategy, rounds:
         t0 = time.perf_counter()
         sampled = sample_clients(clients, fraction, rng, min_clients)
         instructions = strategy.configure_round(rnd, sampled)
+        instructed = len(instructions)  # the server does not know in advance who will drop
         plan = system.plan_round(rnd, sampled, instructions) if system is not None else None
         if plan is not None:
             instructions = plan.instructions
@@ -183,20 +182,24 @@ def run(model: nn.Module, clients: Sequence[Client], strategy: Strategy, rounds:
             ins = instructions[c.cid]
             u = c.fit(worker, global_state, ins.config, seed=derive_seed(seed, rnd, c.cid),
                       hooks=ins.hooks)
-            updates.append(process_update(rnd, c, u) if process_update is not None else u)
-        per_client_down = (download_nbytes(global_state) if download_nbytes is not None
-                           else down_bytes)
-        if updates or plan is None:  # without a system model an empty round is an error
+            updates.append(strategy.process_update(rnd, c, u))
+        per_client_down = strategy.download_nbytes(global_state)
+        if updates:
             validate_updates(updates, {k: global_state[k] for k in float_keys(global_state)})
-            global_state = strategy.aggregate(rnd, global_state, updates)
+        outcome = strategy.aggregate_round(rnd, global_state, updates, instructed=instructed)
+        global_state = outcome.state
         n = sum(u.num_examples for u in updates)
         row = dict(
             round=rnd, participants=[u.cid for u in updates], num_examples=n,
             train_loss=float(sum(u.metrics.get("train_loss", float("nan")) * u.num_examples
                                  for u in updates) / max(n, 1)),
             bytes_down=per_client_down * (len(updates) if plan is None else len(sampled)),
-            bytes_up=int(sum(u.nbytes or 0 for u in updates)),
+            bytes_up=outcome.bytes_up,
             seconds=time.perf_counter() - t0)
+        if outcome.aborted is not None:
+            row["aborted"] = outcome.aborted
+            aborted.append(outcome.aborted)
+        history.log_measurements(rnd, outcome.measurements)
         if plan is not None:
             row.update(sampled=[c.cid for c in sampled], dropped=list(plan.dropped),
                        stragglers=list(plan.stragglers), truncated=list(plan.truncated),
@@ -209,6 +212,9 @@ def run(model: nn.Module, clients: Sequence[Client], strategy: Strategy, rounds:
         if callback is not None:
             model.load_state_dict(global_state)
             callback(rnd, model, history)
+    if history.rounds and len(aborted) == len(history.rounds) and history.stopped is None:
+        history.stopped = (f"every round aborted, the model never changed: {aborted[-1]} "
+                           f"(round {history.rounds[-1]['round']})")
     last = history.rounds[-1]["round"] if history.rounds else 0
     if eval_every and last and last % eval_every:
         _evaluate(last)  # always score the final model

@@ -18,6 +18,7 @@ validation and test sets (:class:`StudyRun`); validation is for choices, test is
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -132,19 +133,14 @@ class StudyRun:
 
 def personal_state_fn(strategy: Strategy | None,
                       global_state: StateDict) -> Callable[[Client], StateDict] | None:
-    """Each client's own weights if ``strategy`` (or a strategy it wraps) personalises them.
+    """Each client's own weights if ``strategy`` personalises them (FedBN), else ``None``.
 
-    Wrappers such as :class:`~fedlearn.secagg.SecureAggregation` or
-    :class:`~fedlearn.privacy.DPFedAvg` keep the strategy they wrap in ``inner``; FedBN's
-    hospital-specific BatchNorm layers live there.
+    Every wrapper forwards :meth:`~fedlearn.strategy.Strategy.personal_state`, so FedBN's
+    hospital-specific BatchNorm layers are found under secure aggregation or DP too.
     """
-    s: object = strategy
-    while s is not None:
-        fn = getattr(s, "personal_state", None)
-        if fn is not None:
-            return lambda c: fn(c.cid, global_state)
-        s = getattr(s, "inner", None)
-    return None
+    if strategy is None or not strategy.has_personal_state():
+        return None
+    return lambda c: strategy.personal_state(c.cid, global_state)
 
 
 def _score(model: nn.Module, consortium: Consortium,
@@ -215,7 +211,8 @@ def run_federated(consortium: Consortium, recipe: Recipe, strategy: Strategy, se
                   progress=False)
     state = history.final_state or model.state_dict()
     val, test = _score(model, consortium, personal_state_fn(strategy, state))
-    info: dict[str, Any] = {"rounds_run": len(history.rounds)}
+    info: dict[str, Any] = {"rounds_run": len(history.rounds),
+                            "aggregation": history.measurements}
     if history.stopped:
         info["stopped"] = history.stopped
     return StudyRun(name or getattr(strategy, "name", type(strategy).__name__), seed, val, test,
@@ -287,8 +284,10 @@ def with_client_dp(inner: Strategy, epsilon: float, rounds: int, *, delta: float
     if not epsilon > 0 or math.isinf(epsilon):
         raise ValueError(f"epsilon must be a finite number > 0, got {epsilon}")
     z = calibrate_noise(epsilon, delta, 1.0, rounds)
-    return DPFedAvg(inner, noise_multiplier=z, clip_norm=clip_norm, client_rate=1.0,
-                    weighted=False, delta=delta, seed=seed)
+    unweighted = copy.copy(inner)
+    unweighted.weighted = False  # DP-FedAvg sums what the strategy asks for: count each once
+    return DPFedAvg(unweighted, noise_multiplier=z, clip_norm=clip_norm, client_rate=1.0,
+                    delta=delta, seed=seed)
 
 
 def run_patient_dp(consortium: Consortium, recipe: Recipe, seed: int, epsilon: float, *,

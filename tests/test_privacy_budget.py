@@ -27,7 +27,8 @@ def _hospitals(k: int = 3) -> list[fl.Client]:
 
 
 def _dp(z: float = 1.0) -> DPFedAvg:
-    return DPFedAvg(fl.FedAvg(CFG), noise_multiplier=z, clip_norm=1.0, client_rate=1.0,
+    return DPFedAvg(fl.FedAvg(CFG, weighted=False), noise_multiplier=z, clip_norm=1.0,
+                    client_rate=1.0,
                     delta=1e-5)
 
 

@@ -49,7 +49,7 @@ def test_without_noise_and_clipping_it_is_exactly_fedavg(weighted):
     for name, strategy in {
         "plain": fl.FedAvg(CFG, weighted=weighted),
         "dp": DPFedAvg(fl.FedAvg(CFG, weighted=weighted), noise_multiplier=0.0, clip_norm=1e9,
-                       client_rate=1.0, weighted=weighted),
+                       client_rate=1.0),
     }.items():
         model = fl.make_model("mlp", in_features=5, hidden=(6,), seed=0)
         runs[name] = fl.run(model, clients, strategy, rounds=3, seed=2, progress=False)
@@ -68,9 +68,9 @@ def _fixed_updates(k: int = 5) -> list[ClientUpdate]:
 def test_noise_std_on_the_mean_is_z_c_over_m():
     z, c, k = 1.5, 0.8, 5
     ups = _fixed_updates(k)
-    dp = DPFedAvg(fl.FedAvg(CFG), noise_multiplier=z, clip_norm=c, client_rate=1.0, seed=7)
-    dp.initialize({}, [fl.Client(cid=i, train=blobs(10)) for i in range(k)])
-    dp._selected = set(range(k))
+    dp = DPFedAvg(fl.FedAvg(CFG, weighted=False), noise_multiplier=z, clip_norm=c,
+                  client_rate=1.0, seed=7)
+    dp.start({}, [fl.Client(cid=i, train=blobs(10)) for i in range(k)])
     exact = {key: sum(clip_update(u.delta, c)[0][key].double() for u in ups) / k
              for key in ups[0].delta}
     draws = []
@@ -88,8 +88,7 @@ def test_noise_std_with_size_weights_uses_w_max():
     ups = _fixed_updates(k)
     clients = [fl.Client(cid=i, train=blobs(10 + i)) for i in range(k)]
     dp = DPFedAvg(fl.FedAvg(CFG), noise_multiplier=z, clip_norm=c, weighted=True, seed=1)
-    dp.initialize({}, clients)
-    dp._selected = set(range(k))
+    dp.start({}, clients)
     w = np.arange(10, 10 + k)
     draws = [dp.combine(r, ups)["w"].double().flatten() for r in range(1, 401)]
     expected = z * c * w.max() / w.sum()
@@ -98,32 +97,37 @@ def test_noise_std_with_size_weights_uses_w_max():
 
 def test_poisson_client_sampling_and_the_accountant():
     clients = _hospitals(10)
-    dp = DPFedAvg(fl.FedAvg(CFG), noise_multiplier=1.0, clip_norm=1.0, client_rate=0.3, seed=3,
-                  delta=1e-5)
+    dp = DPFedAvg(fl.FedAvg(CFG, weighted=False), noise_multiplier=1.0, clip_norm=1.0,
+                  client_rate=0.3, seed=3, delta=1e-5)
     model = fl.make_model("logreg", in_features=5, seed=0)
     hist = fl.run(model, clients, dp, rounds=40, eval_every=0, progress=False)
-    counts = [row["participants"] for row in dp.log]
+    log = hist.aggregation_frame("central_dp")
+    counts = list(log["participants"])
     assert np.mean(counts) == pytest.approx(3.0, abs=0.6)
     assert len(set(counts)) > 2  # Poisson: the number of hospitals varies
     assert dp.epsilon() == pytest.approx(rdp_epsilon(1.0, 0.3, 40, 1e-5), rel=1e-6)
-    assert [r["epsilon"] for r in dp.log] == sorted(r["epsilon"] for r in dp.log)
-    assert len(hist.rounds) == 40
+    assert list(log["epsilon"]) == sorted(log["epsilon"])
+    assert len(hist.rounds) == 40 and len(log) == 40
 
 
 def test_an_empty_draw_still_releases_noise_and_touches_no_data():
     clients = _hospitals(3)
-    dp = DPFedAvg(fl.FedAvg(CFG), noise_multiplier=1.0, clip_norm=1.0, client_rate=0.05, seed=0)
+    dp = DPFedAvg(fl.FedAvg(CFG, weighted=False), noise_multiplier=1.0, clip_norm=1.0,
+                  client_rate=0.05, seed=0)
     model = fl.make_model("logreg", in_features=5, seed=0)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     hist = fl.run(model, clients, dp, rounds=3, eval_every=0, progress=False)
-    empty = [r for r in dp.log if r["participants"] == 0]
-    assert empty, "seed 0 should give at least one empty round at q = 0.05"
-    assert len(hist.rounds) == 3
+    log = hist.aggregation_frame("central_dp")
+    assert (log["participants"] == 0).any(), "seed 0 should give an empty round at q = 0.05"
+    empty = [r for r in hist.rounds if not r["participants"]]
+    assert empty and all(r["num_examples"] == 0 for r in empty)  # nobody trained
+    assert len(hist.rounds) == 3 and len(dp.accountant.history) == 1
     assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())  # noise
 
 
 def test_client_sampling_must_be_left_to_the_wrapper():
-    dp = DPFedAvg(fl.FedAvg(CFG), noise_multiplier=1.0, clip_norm=1.0, client_rate=0.5)
+    dp = DPFedAvg(fl.FedAvg(CFG, weighted=False), noise_multiplier=1.0, clip_norm=1.0,
+                  client_rate=0.5)
     model = fl.make_model("logreg", in_features=5, seed=0)
     with pytest.raises(ValueError, match="fraction=1.0"):
         fl.run(model, _hospitals(4), dp, rounds=1, fraction=0.5, progress=False)
@@ -137,10 +141,9 @@ def test_adaptive_clipping_tracks_the_median_update_norm():
     for i in range(k):
         d = torch.randn(8, generator=g)
         ups.append(ClientUpdate(cid=i, delta={"w": d / d.norm() * norms[i]}, num_examples=5))
-    dp = DPFedAvg(fl.FedAvg(CFG), noise_multiplier=0.5, clip_norm=0.1, client_rate=1.0,
-                  adaptive=AdaptiveClipping(target_quantile=0.5, lr=0.2), seed=0)
-    dp.initialize({}, [fl.Client(cid=i, train=blobs(5)) for i in range(k)])
-    dp._selected = set(range(k))
+    dp = DPFedAvg(fl.FedAvg(CFG, weighted=False), noise_multiplier=0.5, clip_norm=0.1,
+                  client_rate=1.0, adaptive=AdaptiveClipping(target_quantile=0.5, lr=0.2), seed=0)
+    dp.start({}, [fl.Client(cid=i, train=blobs(5)) for i in range(k)])
     for rnd in range(1, 80):
         dp.combine(rnd, ups)
     assert 1.0 < dp.clip_norm < 1.5
@@ -153,7 +156,7 @@ def test_adaptive_clipping_tracks_the_median_update_norm():
 def test_wrapper_delegates_the_server_step():
     clients = _hospitals()
     opt = fl.FedAvg(CFG, server_lr=0.5)
-    dp = DPFedAvg(opt, noise_multiplier=0.0, clip_norm=1e9, weighted=True)
+    dp = DPFedAvg(opt, noise_multiplier=0.0, clip_norm=1e9)
     model = fl.make_model("logreg", in_features=5, seed=0)
     a = fl.run(model, clients, dp, rounds=2, eval_every=0, progress=False).final_state
     model = fl.make_model("logreg", in_features=5, seed=0)

@@ -6,9 +6,10 @@ import math
 
 import pytest
 import torch
+from torch.utils.data import TensorDataset
 
 import fedlearn as fl
-from fedlearn.secagg import DistributedGaussian, RoundContext
+from fedlearn.secagg import DistributedGaussian, RoundContext, SecureAggregation
 
 
 def update(cid: int = 0, scale: float = 3.0) -> fl.ClientUpdate:
@@ -24,7 +25,7 @@ def test_clips_and_adds_the_calibrated_noise_share() -> None:
     u = update()
     noiseless = DistributedGaussian(clip_norm=1.0, noise_multiplier=0.0)(u, ctx)
     assert noiseless.norm == pytest.approx(1.0, rel=1e-4)
-    assert noiseless.metrics["update_norm"] == pytest.approx(u.norm)
+    assert "update_norm" not in noiseless.metrics  # the un-noised norm never leaves
     out = dp(u, ctx)
     noise = out.delta["w"] - noiseless.delta["w"]
     assert float(noise.std()) == pytest.approx(2.0 / math.sqrt(4), rel=0.03)
@@ -43,16 +44,23 @@ def test_summed_noise_reaches_the_central_level_when_t_clients_remain() -> None:
     assert float(total.std()) == pytest.approx(1.5, rel=0.03)  # z * C on the sum
 
 
-def test_epsilon_grows_with_rounds() -> None:
+def test_epsilon_counts_revealed_rounds_only() -> None:
+    # the client-side step releases nothing; a round is charged when its sum is revealed
     dp = DistributedGaussian(clip_norm=1.0, noise_multiplier=1.0)
     assert dp.epsilon() == 0.0
     u = update()
     dp(u, RoundContext(1, 5, 3))
-    e1 = dp.epsilon()
-    dp(u, RoundContext(1, 5, 3))  # same round: no extra cost
-    assert dp.epsilon() == e1
-    dp(u, RoundContext(2, 5, 3))
-    assert dp.epsilon() > e1 > 0
+    assert dp.epsilon() == 0.0
+    clients = [fl.Client(cid=i, train=TensorDataset(torch.randn(10, 5), torch.zeros(10).long()))
+               for i in range(3)]
+    strat = SecureAggregation(fl.FedAvg(fl.TrainConfig(steps=1), weighted=False), transform=dp,
+                              threshold=2)
+    fl.run(fl.make_model("logreg", in_features=5, seed=0), clients, strat, rounds=2,
+           eval_every=0, progress=False)
+    e2 = dp.epsilon()
+    assert dp.rounds == {1, 2} and e2 > 0
+    assert e2 == pytest.approx(dp.epsilon_after(0))
+    assert dp.epsilon_after(1) > e2  # BudgetGuard can forecast it
 
 
 def test_argument_checks() -> None:

@@ -90,7 +90,7 @@ def test_attack_succeeds_on_one_update_and_fails_on_a_secure_sum_or_dp_noise() -
     assert p_single > 20 and ssim(single, x[0]) > 0.6
 
     secure = SecureAggregation(fl.FedAvg(FEDSGD))
-    secure.initialize(state, clients)
+    secure.start(state, clients)
     _, p_sum = best_psnr(attack(secure.combine(1, updates)), x)
     clipped, _ = clip_update(updates[0].delta, 0.05)
     g = torch.Generator().manual_seed(1)

@@ -122,8 +122,8 @@ def test_secure_aggregation_changes_nothing_but_the_server_view(consortium):
     assert max(float((a[k].double() - b[k].double()).abs().max()) for k in a) < 1e-6
     for name in consortium.names:
         assert np.allclose(plain.test[name][1], secure.test[name][1], atol=1e-5)
-    assert all("aborted" not in row and row["clipped_fraction"] == 0.0
-               for row in secure.strategy.log)
+    log = [m["secure"] for m in secure.info["aggregation"]]
+    assert log and all("aborted" not in row and row["clipped_fraction"] == 0.0 for row in log)
 
 
 def test_client_dp_spends_the_stated_budget(consortium):

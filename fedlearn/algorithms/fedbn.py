@@ -7,7 +7,9 @@ mean/variance and its affine scale/shift absorb exactly such per-site shifts. Fe
 averages every layer *except* BatchNorm: each client keeps its own BN weights, biases and
 running statistics and never uploads them. The model a hospital uses is the shared
 convolutional/linear layers plus its own BN layers, so evaluation must use that personalised
-model (``personal_state``, which :func:`fedlearn.run` calls when evaluating).
+model (``personal_state``, which :func:`fedlearn.run` calls when evaluating). The BN entries
+are left out of the hospital's contribution altogether (not sent as zeros), so under any
+aggregator they are neither summed, masked, noised nor counted in the bytes.
 
 Running statistics are exponential averages collected *while* the weights moved during local
 training, and the shared layers change again when the server averages them, so after a short
@@ -23,15 +25,13 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from dataclasses import replace
 
 import torch
 from torch import nn
 
 from ..client import Client, LocalHook, TrainConfig
 from ..strategy import FedAvg
-from ..update import ClientUpdate
-from ..utils import StateDict, clone_state, state_nbytes
+from ..utils import StateDict, clone_state
 
 __all__ = ["batchnorm_keys", "FedBNHook", "FedBN"]
 
@@ -88,21 +88,21 @@ class FedBN(FedAvg):
         self._clients: dict[int, Client] = {}
         self._scratch: nn.Module | None = None
 
+    def setup(self, model: nn.Module) -> None:
+        super().setup(model)
+        self.bn_keys = batchnorm_keys(model)
+        self._scratch = copy.deepcopy(model)
+
     def initialize(self, global_state: StateDict, clients: Sequence[Client]) -> None:
-        self.bn_keys, self.local_bn, self._scratch = None, {}, None
+        self.local_bn = {}
         self._clients = {c.cid: c for c in clients}
 
     def local_hooks(self, rnd: int, client: Client) -> tuple[LocalHook, ...]:
         return (FedBNHook(self, client.cid),)
 
-    def process_update(self, rnd: int, client: Client, update: ClientUpdate) -> ClientUpdate:
-        """BN entries are not sent: zero them in the delta and leave them out of the bytes."""
-        bn = set(self.bn_keys or [])
-        if not bn:
-            return update
-        delta = {k: torch.zeros_like(v) if k in bn else v for k, v in update.delta.items()}
-        shared = {k: v for k, v in delta.items() if k not in bn}
-        return replace(update, delta=delta, nbytes=state_nbytes(shared))
+    def personal_keys(self) -> frozenset[str]:
+        """Every BatchNorm entry: never part of a contribution, so never sent or summed."""
+        return frozenset(self.bn_keys or ())
 
     def personal_state(self, cid: int, global_state: StateDict) -> StateDict:
         """The model client ``cid`` uses: shared layers from the server, its own BN layers."""

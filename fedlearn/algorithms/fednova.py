@@ -22,12 +22,12 @@ When every client runs the same number of steps, ``a_i = a`` and FedNova *is* Fe
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import torch
 
-from ..aggregate import weighted_mean
+from ..aggregators.base import Contribution, Sums
 from ..client import TrainConfig
 from ..strategy import FedAvg
-from ..update import ClientUpdate, InvalidUpdateError, validate_updates
+from ..update import ClientUpdate, InvalidUpdateError
 from ..utils import StateDict
 
 __all__ = ["FedNova", "normalizing_steps"]
@@ -52,7 +52,9 @@ class FedNova(FedAvg):
 
     The step count of each update is read from ``update.metrics['num_steps']``, which
     :func:`fedlearn.local_train` always reports, so a :class:`~fedlearn.system.SystemModel`
-    that gives hospitals different budgets is handled automatically.
+    that gives hospitals different budgets is handled automatically. The server needs two
+    sums, ``sum_k p_k d_k`` and ``sum_k p_k a_k``: any aggregator can compute them (the step
+    counts are exact and public by design: the server set the budgets).
     """
 
     name = "FedNova"
@@ -63,18 +65,27 @@ class FedNova(FedAvg):
         if self.config.optimizer != "sgd":
             raise ValueError("FedNova's normalisation is derived for SGD local steps "
                              f"(optimizer='sgd'), got optimizer={self.config.optimizer!r}")
+        # with momentum a_k is not an integer: secure aggregation cannot sum it exactly
+        self.integer_counts = self.config.momentum == 0
 
-    def combine(self, rnd: int, updates: Sequence[ClientUpdate]) -> StateDict:
-        validate_updates(list(updates))
-        active = [u for u in updates if u.metrics.get("num_steps", 0) > 0]
-        if not active:
+    def contribution(self, rnd: int, update: ClientUpdate) -> Contribution:
+        """``d_k = delta_k / a_k`` with weight ``p_k`` and the count ``a_k`` (summed as p_k a_k).
+
+        A hospital that ran no step contributes nothing (weight 0).
+        """
+        out = super().contribution(rnd, update)
+        steps = int(update.metrics.get("num_steps", 0))
+        a = normalizing_steps(steps, self.config.momentum)
+        if a == 0:
+            zero = {k: torch.zeros_like(v) for k, v in out.vectors["delta"].items()}
+            return Contribution(update.cid, {"delta": zero}, weight=0.0, counts={"steps": 0.0})
+        normalized = {k: v / a for k, v in out.vectors["delta"].items()}
+        return Contribution(update.cid, {"delta": normalized}, weight=out.weight,
+                            counts={"steps": a})
+
+    def mean_delta(self, sums: Sums, like: StateDict | None = None) -> StateDict:
+        """``tau_eff * sum_k p_k d_k / sum_k p_k`` with ``tau_eff = sum_k p_k a_k / sum_k p_k``."""
+        if sums.weight <= 0:
             raise InvalidUpdateError("no client ran a local step this round")
-        p = [float(u.num_examples) if self.weighted else 1.0 for u in active]
-        total = sum(p)
-        a = [normalizing_steps(int(u.metrics["num_steps"]), self.config.momentum)
-             for u in active]
-        tau_eff = sum(pi * ai for pi, ai in zip(p, a, strict=True)) / total
-        normalized = [{k: v / ai for k, v in u.delta.items()} for u, ai in
-                      zip(active, a, strict=True)]
-        mean = weighted_mean(normalized, p)
-        return {k: tau_eff * v for k, v in mean.items()}
+        tau_eff = sums.counts["steps"] / sums.weight
+        return {k: tau_eff * v for k, v in sums.mean("delta", like).items()}

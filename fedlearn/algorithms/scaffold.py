@@ -14,8 +14,9 @@ client refreshes its variate with the average gradient it actually followed ("op
 
 and sends the server both ``y - x`` and ``c_i+ - c_i``: twice FedAvg's upload (the server also
 sends ``c`` with the weights, twice the download). The server keeps ``c = sum_i p_i c_i`` up to
-date by adding ``p_i * (c_i+ - c_i)`` for every client that reported; this equals the paper's
-``c += |S|/N * mean(delta c_i)`` when weights are uniform.
+date by adding ``sum_i p_i (c_i+ - c_i)`` over the clients in the round's sums; this equals
+the paper's ``c += |S|/N * mean(delta c_i)`` when weights are uniform. Both vectors are
+*summed* quantities, so secure aggregation and DP cover the control variates too.
 
 Option II assumes plain SGD steps of size ``lr`` (no momentum); weight decay is fine.
 """
@@ -23,11 +24,11 @@ Option II assumes plain SGD steps of size ``lr`` (no momentum); weight decay is 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 
 import torch
 from torch import nn
 
+from ..aggregators.base import Contribution, Sums
 from ..client import Client, LocalHook, TrainConfig
 from ..strategy import FedAvg
 from ..update import ClientUpdate
@@ -80,9 +81,14 @@ class ScaffoldHook(LocalHook):
 class Scaffold(FedAvg):
     """SCAFFOLD with option-II control variates and server learning rate ``server_lr``.
 
-    Control variates cover the model's trainable parameters; they are created (as zeros)
-    the first time a client trains, when the model is known. ``client_controls`` lives on the
-    clients in a real deployment; the simulation keeps it here.
+    Control variates cover the model's trainable parameters; they are created (as zeros) in
+    :meth:`setup` (or the first time a client trains). Each hospital's contribution carries
+    two vectors, the model delta and its control-variate change ``c_i+ - c_i``, so under any
+    aggregator (secure sums, DP noise) both are protected alike; the server adds
+    ``sum_k w_k (c_k+ - c_k) / W`` to ``c`` and a hospital's new ``c_i`` is committed only if
+    its contribution is in the sums (a straggler's, or an aborted round's, is discarded, or
+    ``c = sum_i p_i c_i`` would break). ``client_controls`` lives on the hospitals in a real
+    deployment; the simulation keeps it here.
     """
 
     name = "SCAFFOLD"
@@ -96,15 +102,17 @@ class Scaffold(FedAvg):
         self.c_global: StateDict = {}
         self.client_controls: dict[int, StateDict] = {}
         self._pending: dict[int, StateDict] = {}
-        self._weights: dict[int, float] = {}
+        self._total = 1.0
+
+    def setup(self, model: nn.Module) -> None:
+        super().setup(model)
+        self.c_global = {}
+        self._ensure_controls(model)
 
     def initialize(self, global_state: StateDict, clients: Sequence[Client]) -> None:
-        self.c_global, self.client_controls, self._pending = {}, {}, {}
-        if self.weighted:
-            total = float(sum(c.num_train for c in clients))
-            self._weights = {c.cid: c.num_train / total for c in clients}
-        else:
-            self._weights = {c.cid: 1.0 / len(clients) for c in clients}
+        self.client_controls, self._pending = {}, {}
+        self.c_global = {k: torch.zeros_like(v) for k, v in self.c_global.items()}
+        self._total = float(sum(self.client_weight(c) for c in clients))
 
     def _ensure_controls(self, model: nn.Module) -> None:
         if not self.c_global:
@@ -120,25 +128,34 @@ class Scaffold(FedAvg):
     def local_hooks(self, rnd: int, client: Client) -> tuple[LocalHook, ...]:
         return (ScaffoldHook(self, client.cid, self.config.lr),)
 
-    def process_update(self, rnd: int, client: Client, update: ClientUpdate) -> ClientUpdate:
-        """The upload also carries ``c_i+ - c_i``: count its bytes."""
-        return replace(update, nbytes=int(update.nbytes or 0) + state_nbytes(self.c_global))
+    def contribution(self, rnd: int, update: ClientUpdate) -> Contribution:
+        """The delta and the control-variate change ``c_i+ - c_i``, with the same weight."""
+        out = super().contribution(rnd, update)
+        old = self.client_control(update.cid)
+        new = self._pending.get(update.cid, old)
+        out.vectors["control"] = {n: new[n] - old[n] for n in self.c_global}
+        out.nbytes = out.raw_nbytes()
+        return out
+
+    def summed_template(self, global_state: StateDict) -> dict[str, StateDict]:
+        out = super().summed_template(global_state)
+        out["control"] = {n: torch.zeros_like(v) for n, v in self.c_global.items()}
+        return out
 
     def download_nbytes(self, global_state: StateDict) -> int:
         """Weights plus the server control variate ``c``."""
         return (state_nbytes({k: global_state[k] for k in float_keys(global_state)})
                 + state_nbytes(self.c_global))
 
-    def aggregate(self, rnd: int, global_state: StateDict,
-                  updates: Sequence[ClientUpdate]) -> StateDict:
-        new_state = super().aggregate(rnd, global_state, updates)
-        for u in updates:
-            new_ci = self._pending.pop(u.cid)
-            old_ci = self.client_control(u.cid)
-            w = self._weights[u.cid]
-            for n in self.c_global:
-                self.c_global[n] = self.c_global[n] + w * (new_ci[n] - old_ci[n])
-            self.client_controls[u.cid] = new_ci
+    def apply(self, rnd: int, global_state: StateDict, sums: Sums) -> StateDict:
+        new_state = super().apply(rnd, global_state, sums)
+        dc = sums.vectors.get("control", {})
+        for n in self.c_global:
+            if n in dc:
+                self.c_global[n] = self.c_global[n] + (dc[n] / self._total).to(torch.float32)
+        for cid in sums.included:
+            if cid in self._pending:
+                self.client_controls[cid] = self._pending[cid]
         self._pending.clear()  # stragglers' tentative variates are discarded
         return new_state
 

@@ -36,7 +36,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg as FlowerFedAvg
 
-from ..strategy import Strategy
+from ..strategy import Strategy, StrategyWrapper
 from ..update import ClientUpdate, validate_updates
 from ..utils import StateDict, float_keys, state_sub
 from .client_app import KEY_HOOKS, KEY_TRAIN_CONFIG
@@ -109,12 +109,29 @@ def check_strategy(strategy: Strategy, clients: Sequence[RemoteClient]) -> None:
 
 
 def _check_supported(strategy: Strategy) -> None:
-    """Refuse strategies that need the Client object on the server (it is remote)."""
+    """Refuse strategies the deployment cannot run as they say, before anything starts.
+
+    The hospitals send their local weights, the server aggregates them in the clear (or with
+    Flower's SecAgg+, see :mod:`.secure`): a strategy that needs state exchanged beyond the
+    weights, or an aggregator layer of fedlearn's own (secure sums, DP, compression), runs in
+    ``fl.run`` only.
+    """
+    from ..aggregators.base import Plain
+
+    core = strategy
+    while isinstance(core, StrategyWrapper):  # wrappers forward every hook: judge the core
+        core = core.inner
     for extra in ("process_update", "personal_state", "download_nbytes"):
-        if hasattr(strategy, extra):
+        if getattr(type(core), extra) is not getattr(Strategy, extra):
             raise NotImplementedError(
                 f"{type(strategy).__name__} defines {extra}(), which needs state exchanged "
                 "beyond weights (control variates, local layers); it runs in fl.run only")
+    if not isinstance(strategy.aggregator, Plain):
+        raise NotImplementedError(
+            f"{getattr(strategy, 'name', type(strategy).__name__)} sums with "
+            f"{strategy.aggregator.describe()}; the Flower deployment aggregates in the clear, "
+            "or under Flower's own SecAgg+ (run it with secure aggregation switched on: "
+            "FedAvg/FedProx only). fedlearn's aggregator layers run in fl.run only.")
 
 
 class FedlearnFlowerStrategy(FlowerFedAvg):
@@ -211,7 +228,7 @@ def _run_plain(grid: Grid, strategy: Strategy, clients: Sequence[RemoteClient],
     min_nodes = int(rc["min-nodes"])
     flower = FedlearnFlowerStrategy(strategy, clients, min_nodes, recorder,
                                     evaluate_every_round=rc["evaluate"] == "every")
-    strategy.initialize(initial, clients)  # type: ignore[arg-type]
+    strategy.start(initial, clients)  # type: ignore[arg-type]
     result = flower.start(grid=grid, initial_arrays=ArrayRecord(initial),
                           num_rounds=int(rc["num-rounds"]), train_config=ConfigRecord(),
                           timeout=float(rc["round-timeout"]))

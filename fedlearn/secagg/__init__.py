@@ -10,7 +10,8 @@ Built up in the order notebook 06 teaches it, one concept per module:
 * :mod:`.masking`, :mod:`.protocol`, :mod:`.simulate` - Bonawitz et al. (2017) with dropout
   recovery, as explicit client and server objects;
 * :mod:`.costs` - bytes per client in closed form (and Bonawitz et al.'s 1.73x);
-* :mod:`.strategy`, :mod:`.ddp` - ``SecureAggregation(FedAvg(...))`` and distributed DP;
+* :mod:`.strategy`, :mod:`.ddp` - ``SecureAggregation(any strategy)`` (a thin constructor over
+  :class:`fedlearn.aggregators.Secure`) and distributed DP;
 * :mod:`.he` - the homomorphic-encryption alternative (TenSEAL CKKS), imported on demand;
 * :mod:`.inversion` - the gradient-inversion attack that motivates all of this.
 """
@@ -33,7 +34,7 @@ from .protocol import SecAggClient, SecAggServer
 from .quantize import FixedPoint, mod_add, mod_sub, mod_sum
 from .shamir import PRIME_256, Share, reconstruct_secret, split_secret
 from .simulate import Dropouts, SecAggResult, make_identities, run_secure_sum
-from .strategy import ClientTransform, RoundContext, SecureAggregation
+from .strategy import RoundContext, SecureAggregation
 
 __all__ = [
     "SERVER", "Channel", "Envelope", "Kind",
@@ -48,5 +49,5 @@ __all__ = [
     "FixedPoint", "mod_add", "mod_sub", "mod_sum",
     "PRIME_256", "Share", "reconstruct_secret", "split_secret",
     "Dropouts", "SecAggResult", "make_identities", "run_secure_sum",
-    "ClientTransform", "RoundContext", "SecureAggregation",
+    "RoundContext", "SecureAggregation",
 ]

@@ -2,81 +2,66 @@
 
 Central DP-FedAvg (:class:`fedlearn.privacy.client_dp.DPFedAvg`) lets the *server* clip each
 update and add Gaussian noise of std ``z C`` to the sum. Under secure aggregation the server
-never sees an individual update, so clipping and noise move to the clients: client ``k`` clips
-its delta to L2 norm ``C`` and adds ``N(0, sigma_k^2)`` with
+never sees an individual update, so clipping and noise move to the hospitals: hospital ``k``
+clips its contribution to L2 norm ``C`` and adds ``N(0, sigma_k^2)`` with
 
     sigma_k = z C / sqrt(t),
 
-where ``t`` is the protocol's threshold. If ``s >= t`` clients end up in the sum, the summed
-noise has std ``z C sqrt(s / t) >= z C``: at least the central mechanism's noise, whoever drops
-out (an adversary who makes clients drop cannot thin the noise below that). Removing or adding
-one hospital changes the clipped sum by at most ``C``, so each round is a Gaussian mechanism
-with noise multiplier ``z`` on the *sum*, and no single update the server could inspect exists
-in the first place. Noise is added before quantisation; the fixed-point clipping that follows
-is post-processing. (Real deployments use discrete Gaussian noise in the ring, Kairouz, Liu and
-Steinke 2021; continuous noise then rounding is the textbook version.)
+where ``t`` is the protocol's threshold, fixed from the hospitals *instructed* this round (the
+protocol uses the same ``t``; fewer reports abort the round and reveal nothing). If ``s >= t``
+hospitals end up in the sum, the summed noise has std ``z C sqrt(s / t) >= z C``: at least the
+central mechanism's noise, whoever drops out. Removing or adding one hospital changes the
+clipped sum by at most ``C``, so each revealed round is a Gaussian mechanism with noise
+multiplier ``z`` on the sum, and no single update the server could inspect exists.
+
+What the noise is: continuous Gaussian noise, then rounding onto the ring's fixed-point grid.
+The rounding is post-processing of the noised floats, but the decoded sum is not exactly the
+analysed mechanism's output, and real deployments use noise that lives in the ring (discrete
+Gaussian or Skellam: Kairouz, Liu and Steinke 2021; Agarwal et al. 2021). fedlearn does not.
 """
 
 from __future__ import annotations
 
 import math
 
-import torch
-
-from ..privacy.accounting import rdp_epsilon
-from ..privacy.client_dp import clip_update
+from ..aggregators.base import Contribution
+from ..aggregators.dp import DistributedDP
 from ..update import ClientUpdate
-from ..utils import derive_seed, torch_generator
 from .strategy import RoundContext
 
 __all__ = ["DistributedGaussian"]
 
 
-class DistributedGaussian:
-    """Client-side clipping + Gaussian noise share, as a :class:`~.strategy.ClientTransform`.
+class DistributedGaussian(DistributedDP):
+    """Hospital-side clipping + Gaussian noise share: pass it as ``SecureAggregation(transform=)``.
 
     Args:
-        clip_norm: ``C``, the L2 bound on each client's delta.
+        clip_norm: ``C``, the L2 bound on each hospital's contribution.
         noise_multiplier: ``z``, noise std on the sum in units of ``C``.
         sample_rate: probability that a hospital takes part in a round, for the accountant
             (1.0 when every hospital is asked every round).
-        seed: seeds each client's noise (``derive_seed(seed, round, cid)``).
+        seed: seeds each hospital's noise (``derive_seed(seed, round, cid)``).
+        buffers: ``"refuse"`` (default) or ``"release"`` BatchNorm statistics un-noised.
     """
 
-    requires_unweighted = True  # the noise is calibrated for sum_k delta_k, not sum_k n_k delta_k
-
     def __init__(self, clip_norm: float, noise_multiplier: float, *, sample_rate: float = 1.0,
-                 seed: int = 0) -> None:
-        if not clip_norm > 0:
-            raise ValueError(f"clip_norm must be > 0, got {clip_norm}")
-        if not noise_multiplier >= 0:
-            raise ValueError(f"noise_multiplier must be >= 0, got {noise_multiplier}")
-        if not 0 < sample_rate <= 1:
-            raise ValueError(f"sample_rate must be in (0, 1], got {sample_rate}")
-        self.clip_norm = float(clip_norm)
-        self.noise_multiplier = float(noise_multiplier)
-        self.sample_rate = float(sample_rate)
-        self.seed = seed
-        self.rounds: set[int] = set()
+                 seed: int = 0, buffers: str = "refuse") -> None:
+        super().__init__(None, clip_norm=clip_norm, noise_multiplier=noise_multiplier,
+                         sample_rate=sample_rate, seed=seed, buffers=buffers)  # type: ignore
 
     def client_std(self, ctx: RoundContext) -> float:
-        """``z C / sqrt(t)``: one client's noise std."""
+        """``z C / sqrt(t)``: one hospital's noise std."""
         return self.noise_multiplier * self.clip_norm / math.sqrt(ctx.threshold)
 
     def __call__(self, update: ClientUpdate, ctx: RoundContext) -> ClientUpdate:
-        clipped, norm = clip_update(update.delta, self.clip_norm)
-        std = self.client_std(ctx)
-        gen = torch_generator(derive_seed(self.seed, ctx.rnd, update.cid))
-        noisy = {k: v + std * torch.randn(v.shape, generator=gen, dtype=v.dtype)
-                 for k, v in clipped.items()} if std > 0 else clipped
-        self.rounds.add(ctx.rnd)
-        out = update.with_delta(noisy)
-        out.metrics = {**update.metrics, "update_norm": norm}
-        return out
+        """One hospital's step on its update (clip, add its share), outside any protocol.
 
-    def epsilon(self, delta: float = 1e-5) -> float:
-        """Client-level epsilon after the rounds seen so far (RDP accountant, via Opacus)."""
-        return rdp_epsilon(self.noise_multiplier, self.sample_rate, len(self.rounds), delta)
+        Nothing is released by this call, so nothing is accounted: the accountant steps when
+        a round's sum is revealed.
+        """
+        c = Contribution(update.cid, {"delta": update.delta}, weight=1.0)
+        out = self.noise_share(c, ctx.rnd, self.client_std(ctx))
+        return update.with_delta(out.vectors["delta"])
 
     def __repr__(self) -> str:
         return (f"DistributedGaussian(clip_norm={self.clip_norm}, "
