@@ -10,7 +10,7 @@ Typical use::
     hist.final("accuracy")
 """
 
-from . import aggregate, data, partition
+from . import aggregate, aggregators, data, partition
 from .aggregate import apply_delta, fedavg_delta, weighted_mean
 from .client import (
     Client,
@@ -32,7 +32,7 @@ from .utils import seed_everything
 __version__ = "0.1.0"
 
 __all__ = [
-    "aggregate", "data", "partition",
+    "aggregate", "aggregators", "data", "partition",
     "apply_delta", "fedavg_delta", "weighted_mean",
     "Client", "LocalHook", "TrainConfig", "clients_from_partition", "clients_from_sites",
     "local_train", "predict_proba",

@@ -58,7 +58,7 @@ from .base import (
 )
 
 __all__ = ["clip_vectors", "AdaptiveClipping", "CentralDP", "DistributedDP",
-           "adaptive_update_multiplier"]
+           "adaptive_update_multiplier", "centred_count"]
 
 BufferRule = Literal["refuse", "release"]
 
@@ -101,6 +101,16 @@ class AdaptiveClipping:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.count_noise is not None and not self.count_noise > 0:
             raise ValueError(f"count_noise must be > 0, got {self.count_noise}")
+
+
+def centred_count(unclipped: int, participants: int) -> float:
+    """``sum_k (1[norm_k <= C] - 1/2)``: the statistic adaptive clipping releases (with noise).
+
+    Adding or removing one hospital changes it by exactly 1/2, whatever its norm, which is
+    the sensitivity the count's noise is calibrated for. (The raw count ``unclipped`` has
+    sensitivity 1: noising it with the same std would under-count its privacy cost.)
+    """
+    return unclipped - 0.5 * participants
 
 
 def adaptive_update_multiplier(z: float, count_noise: float) -> float:
@@ -303,7 +313,7 @@ class CentralDP(_DPLayer):
             "counts_released_exactly": ["weight", *sorted(sums.counts)],
             "unnoised_releases": released}
         if self.adaptive is not None:
-            centred = unclipped - 0.5 * len(contributions)
+            centred = centred_count(unclipped, len(contributions))
             if self.noise_multiplier > 0:
                 centred += float(torch.normal(0.0, self._count_noise(), size=(1,),
                                               generator=gen, dtype=torch.float64))
@@ -394,8 +404,8 @@ class DistributedDP(_DPLayer):
                   ) -> AggregateResult:
         t = self.threshold(max(info.instructed, len(contributions)))
         if len(contributions) < t:
-            reason = (f"{len(contributions)} hospital(s) reported, fewer than the {t} the "
-                      "noise shares were sized for")
+            reason = (f"{len(contributions)} hospital(s) reported, fewer than t = {t}, the "
+                      "number the noise shares were sized for")
             return AggregateResult(None, {"distributed_dp": {"aborted": reason}}, aborted=reason)
         res = self.inner.aggregate(contributions, info)  # type: ignore[union-attr]
         measurements = dict(res.measurements)
