@@ -162,8 +162,8 @@ def client_level_run(clients: list[fl.Client], cfg: fl.TrainConfig, rounds: int,
         fraction, z = q, 0.0
     else:
         z = dp.calibrate_noise(epsilon, DELTA, q, rounds)
-        strategy = dp.DPFedAvg(fl.FedAvg(cfg), noise_multiplier=z, clip_norm=clip, client_rate=q,
-                               delta=DELTA, seed=seed)
+        strategy = dp.DPFedAvg(fl.FedAvg(cfg, weighted=False), noise_multiplier=z,
+                               clip_norm=clip, client_rate=q, delta=DELTA, seed=seed)
         fraction = 1.0
     h = fl.run(model, clients, strategy, rounds=rounds, fraction=fraction, seed=seed,
                eval_every=rounds, progress=False)

@@ -143,8 +143,15 @@ class Strategy:
 
     # ------------------------------------------------------------------ what is summed
     def client_weight(self, client: Client) -> float:
-        """A hospital's public weight: its size ``n_k``, or 1 when unweighted."""
-        return float(client.num_train) if self.weighted else 1.0
+        """A hospital's public weight: its size ``n_k``, or 1 when unweighted.
+
+        A remote hospital whose size the server does not know yet (a Flower deployment, where
+        only a plain sum is allowed) gets ``nan``: no aggregator that needs it accepts it.
+        """
+        if not self.weighted:
+            return 1.0
+        n = getattr(client, "num_train", None)
+        return float(n) if n is not None else math.nan
 
     def personal_keys(self) -> frozenset[str]:
         """Model entries that never leave the hospital (FedBN's BatchNorm layers)."""
