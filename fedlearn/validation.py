@@ -291,6 +291,28 @@ def _safe_batch_size(sizes: Sequence[int], b: int) -> int | None:
     return None
 
 
+def _batch_of_one_error(risky: Sequence[tuple[Client, int]], layer: str, cfg: TrainConfig,
+                        sizes: Sequence[int]) -> ConfigError:
+    """The error for hospitals whose training would run a BatchNorm minibatch of one."""
+    c, n = risky[0]
+    b = n if cfg.batch_size is None else min(cfg.batch_size, n)
+    if n == 1:
+        cause, fix = ("it has a single training example",
+                      "drop or merge this hospital, ")
+    else:
+        cause = (f"batch_size={cfg.batch_size} gives minibatches of one example" if b == 1 else
+                 f"its {n} training examples leave a last minibatch of exactly one with "
+                 f"batch_size={cfg.batch_size} ({n} % {b} = 1)")
+        safe = _safe_batch_size(sizes, b)
+        fix = (f"use batch_size={safe} (no minibatch of one at any hospital), " if safe else
+               "use a batch size that leaves no single example over, ")
+    others = f"; also affected: {[k.name for k, _ in risky[1:]]}" if len(risky) > 1 else ""
+    return ConfigError(
+        f"{_who(c)}: {cause}, and BatchNorm layer {layer!r} cannot normalise a single example "
+        "in training mode (torch: 'Expected more than 1 value per channel when training'); "
+        f"{fix}or replace BatchNorm by GroupNorm (norm='group'){others}")
+
+
 def _check_eval_count(name: str, value: object, fix: str) -> None:
     if not _is_int(value) or int(value) < 0:  # type: ignore[call-overload]
         raise ConfigError(f"{name} must be an integer >= 0, got {value!r}; {fix}")
@@ -357,20 +379,5 @@ def validate_run(model: nn.Module, clients: Sequence[Client], strategy: object =
         if single and config is not None and _batch_of_one(len(x), config):
             risky.append((c, len(x)))
             bn_layers = single
-    if risky:
-        c, n = risky[0]
-        assert config is not None
-        b = n if config.batch_size is None else min(config.batch_size, n)
-        sizes = [len(k.train) for k in clients]
-        safe = _safe_batch_size(sizes, b)
-        fix = (f"use batch_size={safe} (no minibatch of one at any hospital), " if safe
-               else "use a batch size that leaves no example over, ")
-        cause = (f"batch_size={config.batch_size} gives minibatches of one example" if b == 1
-                 and n > 1 else f"its {n} training examples leave a last minibatch of exactly "
-                 f"one with batch_size={config.batch_size} ({n} % {b} = 1)" if n > 1
-                 else "it has a single training example")
-        raise ConfigError(
-            f"{_who(c)}: {cause}, and BatchNorm layer {bn_layers[0]!r} cannot normalise a "
-            "single example in training mode (torch: 'Expected more than 1 value per channel "
-            f"when training'); {fix}or replace BatchNorm by GroupNorm (norm='group')"
-            + (f"; also affected: {[k.name for k, _ in risky[1:]]}" if len(risky) > 1 else ""))
+    if risky and config is not None:
+        raise _batch_of_one_error(risky, bn_layers[0], config, [len(k.train) for k in clients])

@@ -246,6 +246,9 @@ def test_batchnorm_batch_of_one_is_refused_naming_hospital_n_and_b():
     assert "BatchNorm layer 'net.1'" in msg and "use batch_size=9" in msg
     _refused(_BNMLP(), [big], fl.TrainConfig(steps=2, batch_size=1),
              "batch_size=1 gives minibatches of one example")
+    one = fl.Client(2, TensorDataset(_x(1), torch.tensor([1])), name="Tiny")
+    _refused(_BNMLP(), [big, one], fl.TrainConfig(steps=1, batch_size=None),
+             "'Tiny' .*it has a single training example.*drop or merge this hospital")
 
 
 def test_batchnorm_checks_only_what_torch_would_refuse():
