@@ -134,7 +134,7 @@ class ModelCard:
             self.class_names = list(self.class_names)
         for name, kind in _CARD_TYPES.items():
             value = getattr(self, name)
-            if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+            if not isinstance(value, kind):
                 raise CheckpointError(f"ModelCard.{name} must be a {_kind_name(kind)}, got "
                                       f"{type(value).__name__} {value!r}")
         t = self.threshold

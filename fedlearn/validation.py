@@ -313,7 +313,7 @@ def _batch_of_one_error(risky: Sequence[tuple[Client, int]], layer: str, cfg: Tr
         f"{fix}or replace BatchNorm by GroupNorm (norm='group'){others}")
 
 
-def _check_eval_count(name: str, value: object, fix: str) -> None:
+def _check_count(name: str, value: object, fix: str) -> None:
     if not _is_int(value) or int(value) < 0:  # type: ignore[call-overload]
         raise ConfigError(f"{name} must be an integer >= 0, got {value!r}; {fix}")
 
@@ -332,8 +332,8 @@ def validate_run(model: nn.Module, clients: Sequence[Client], strategy: object =
     """
     from .client import TrainConfig  # client.py imports this module
 
-    _check_eval_count("rounds", rounds, "use rounds=0 to only evaluate the initial model")
-    _check_eval_count("eval_every", eval_every,
+    _check_count("rounds", rounds, "use rounds=0 to only evaluate the initial model")
+    _check_count("eval_every", eval_every,
                       "use eval_every=0 to never evaluate, or k to evaluate every k rounds")
     if not _is_real(fraction) or not 0 < float(fraction) <= 1:  # type: ignore[arg-type]
         raise ConfigError(f"fraction must be in (0, 1], got {fraction!r}; it is the share of "
