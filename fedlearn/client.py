@@ -94,7 +94,15 @@ class LocalHook:
 
 @dataclass
 class Client:
-    """One hospital in a simulation: an id, a name and its private train/test data."""
+    """One hospital in a simulation: an id, a name and its private train/test data.
+
+    The data are checked at construction (:func:`fedlearn.validation.check_client_data`):
+    ``TensorDataset(x, y)`` with one label per input, test inputs shaped like the training
+    inputs and, with the default cross-entropy loss, labels that are 1-D ``torch.long`` class
+    indices >= 0 and never -100 (torch's silent ``ignore_index``). Labels are not converted
+    for you: ``y.long()`` is one call, and a silent conversion would hide float labels that
+    are not whole numbers. Labels against the model's outputs are checked by ``fl.run``.
+    """
 
     cid: int
     train: TensorDataset
