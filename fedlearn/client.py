@@ -20,8 +20,10 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from .errors import ConfigError
 from .update import ClientUpdate
 from .utils import StateDict, clone_state, state_sub, torch_generator
+from .validation import check_client_data, check_train_config
 
 __all__ = ["TrainConfig", "LocalHook", "Client", "local_train", "predict_proba",
            "cross_entropy_loss",
@@ -36,13 +38,19 @@ class TrainConfig:
         epochs: passes over the local data (McMahan et al.'s E). Ignored if ``steps`` is set.
         steps: an exact number of minibatch steps (FLamby and SCAFFOLD count steps, not epochs).
         batch_size: B; ``None`` means full batch (B = infinity in McMahan et al.'s notation).
-        lr: local learning rate.
-        momentum, weight_decay: for the SGD optimiser.
-        optimizer: 'sgd' or 'adam'. A fresh optimiser is built each round, so no
-            optimiser state leaks between rounds or hospitals.
+        lr: local learning rate (finite, > 0).
+        momentum, weight_decay: for the SGD optimiser; momentum in [0, 1), weight decay >= 0.
+        optimizer: 'sgd' or 'adam' (Adam with ``momentum=0``: it has its own moments). A
+            fresh optimiser is built each round, so no optimiser state leaks between rounds
+            or hospitals.
         class_weights: optional per-class weights for the cross-entropy loss (imbalanced
-            labels, e.g. pneumonia vs normal).
-        max_grad_norm: optional clipping of the gradient norm at each step (stability, not DP).
+            labels, e.g. pneumonia vs normal): finite, >= 0, not all zero, one per model
+            output (checked against the model when :func:`fedlearn.run` starts).
+        max_grad_norm: optional clipping of the gradient norm at each step (stability, not
+            DP); > 0, since a negative norm would flip the gradient into ascent.
+
+    Every field is checked at construction and an invalid one raises
+    :class:`~fedlearn.errors.ConfigError` (a ``ValueError``) naming it, the value and the fix.
     """
 
     epochs: int = 1
@@ -56,16 +64,11 @@ class TrainConfig:
     max_grad_norm: float | None = None
 
     def __post_init__(self) -> None:
-        if self.steps is None and self.epochs < 1:
-            raise ValueError(f"epochs must be >= 1 (or set steps), got {self.epochs}")
-        if self.steps is not None and self.steps < 0:
-            raise ValueError(f"steps must be >= 0, got {self.steps}")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1 or None (full batch), got {self.batch_size}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.optimizer not in ("sgd", "adam"):
-            raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
+        # Refuse every invalid field here, naming it and the fix (fedlearn.validation); the
+        # checked values are stored back as plain int/float/tuple (NumPy scalars and arrays
+        # would not serialise to JSON for Flower, nor hash).
+        for name, value in check_train_config(self).items():
+            object.__setattr__(self, name, value)
 
 
 class LocalHook:
@@ -91,7 +94,15 @@ class LocalHook:
 
 @dataclass
 class Client:
-    """One hospital in a simulation: an id, a name and its private train/test data."""
+    """One hospital in a simulation: an id, a name and its private train/test data.
+
+    The data are checked at construction (:func:`fedlearn.validation.check_client_data`):
+    ``TensorDataset(x, y)`` with one label per input, test inputs shaped like the training
+    inputs and, with the default cross-entropy loss, labels that are 1-D ``torch.long`` class
+    indices >= 0 and never -100 (torch's silent ``ignore_index``). Labels are not converted
+    for you: ``y.long()`` is one call, and a silent conversion would hide float labels that
+    are not whole numbers. Labels against the model's outputs are checked by ``fl.run``.
+    """
 
     cid: int
     train: TensorDataset
@@ -105,7 +116,9 @@ class Client:
         if not self.name:
             self.name = f"client {self.cid}"
         if len(self.train) == 0:
-            raise ValueError(f"{self.name} has no training examples")
+            raise ConfigError(f"{self.name} has no training examples; drop this hospital or "
+                              "give it data")
+        check_client_data(self)  # shapes, label dtype and sign, test inputs vs training inputs
 
     @property
     def num_train(self) -> int:
@@ -133,6 +146,9 @@ def cross_entropy_loss(class_weights: Sequence[float] | None = None,
     w = torch.tensor(list(class_weights), dtype=torch.float32)
 
     def weighted(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if logits.shape[-1] != len(w):
+            raise ConfigError(f"class_weights has {len(w)} weight(s) but the model has "
+                              f"{logits.shape[-1]} outputs; give exactly one weight per class")
         return (nn.functional.cross_entropy(logits, y, reduction="none") * w[y]).mean()
 
     return weighted
@@ -207,7 +223,9 @@ def local_train(model: nn.Module, global_state: StateDict, data: TensorDataset,
     for h in hooks:
         h.on_end(model, steps)
     delta = state_sub(model.state_dict(), global_state)
-    metrics = {"train_loss": loss_sum / max(steps, 1), "num_steps": float(steps)}
+    # no step, no loss: NaN (not 0.0, which would read as a perfect fit)
+    metrics = {"train_loss": loss_sum / steps if steps else float("nan"),
+               "num_steps": float(steps)}
     return ClientUpdate(cid=cid, delta=delta, num_examples=n, metrics=metrics)
 
 

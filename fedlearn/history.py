@@ -7,15 +7,34 @@ DataFrames so a learner can slice them like any other experiment log.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from .utils import StateDict
 
-__all__ = ["History"]
+if TYPE_CHECKING:
+    from .update import ClientUpdate
+
+__all__ = ["History", "round_train_loss"]
+
+
+def round_train_loss(updates: Sequence[ClientUpdate]) -> float:
+    """A round's training loss: the mean of the clients' losses, weighted by ``num_examples``.
+
+    A client that took no step (``TrainConfig(steps=0)``) reports ``train_loss`` NaN, not 0.0
+    (which would read as a perfect fit). Such clients (``num_steps == 0``), and clients that
+    report no loss, are left out of the mean, so one idle hospital does not turn the round's
+    loss into NaN; a round where nobody trained has loss NaN, which pandas and matplotlib show
+    as a gap. A client that trained and diverged (loss NaN or inf) is kept: that must show.
+    """
+    pairs = [(float(u.metrics["train_loss"]), u.num_examples) for u in updates
+             if "train_loss" in u.metrics and u.metrics.get("num_steps", 1.0) > 0]
+    n = sum(w for _, w in pairs)
+    return sum(v * w for v, w in pairs) / n if n > 0 else math.nan
 
 
 @dataclass
@@ -49,7 +68,11 @@ class History:
         self.evals.append({"round": rnd, "test_set": test_set, **metrics})
 
     def rounds_frame(self) -> pd.DataFrame:
-        """One row per round: participants, train_loss, bytes_up, bytes_down, seconds, ..."""
+        """One row per round: participants, train_loss, bytes_up, bytes_down, seconds, ...
+
+        ``train_loss`` is NaN in a round where no client took a step (see
+        :func:`round_train_loss`).
+        """
         return pd.DataFrame(self.rounds)
 
     def to_dataframe(self) -> pd.DataFrame:

@@ -36,6 +36,7 @@ from .metrics import classification_metrics
 from .strategy import Strategy
 from .update import validate_updates
 from .utils import StateDict, as_generator, clone_state, derive_seed, float_keys
+from .validation import validate_run
 
 if TYPE_CHECKING:
     from .system import SystemModel
@@ -140,6 +141,8 @@ def run(model: nn.Module, clients: Sequence[Client], strategy: Strategy, rounds:
     ids = [c.cid for c in clients]
     if len(set(ids)) != len(ids):
         raise ValueError(f"client ids must be unique, got {ids}")
+    validate_run(model, clients, strategy, rounds=rounds, eval_every=eval_every,
+                 fraction=fraction, min_clients=min_clients)  # before any training
     rng = as_generator(seed)
     history = History(strategy=getattr(strategy, "name", type(strategy).__name__))
     global_state = clone_state(model.state_dict())
