@@ -13,7 +13,8 @@ from the model it produced. ``fl.run``'s loop is unchanged.
 
 ``single_update = True`` marks that each round's "sum" is one hospital's update. Secure
 aggregation or differential privacy *of the sum* would then protect nothing (the sum *is* the
-hospital's update), so the aggregation layer refuses Cyclic under those wrappers.
+hospital's update), so a secure or DP aggregator must refuse a strategy carrying this flag
+(the aggregator layer of issue 12 checks it).
 
 Note on FLamby: at the pinned commit (edacf54), FLamby's ``Cyclic`` gives every client its
 own deep copy of the model and never copies weights from one to the next, and its benchmark
