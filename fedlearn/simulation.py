@@ -16,6 +16,12 @@ whose sums were not revealed is recorded as ``aborted`` and leaves the model unc
 
 A :class:`~fedlearn.system.SystemModel` passed as ``system=`` makes hospitals slow, drop
 out or miss a deadline; the round then aggregates whoever reported.
+
+Evaluation is classification metrics by default. ``evaluate=`` plugs in another score: a
+callable ``(outputs, y) -> dict[str, float]`` given the model's raw outputs (eval mode, no
+gradient) and the labels of one test set, e.g. the C-index of a Cox risk score
+(:func:`fedlearn.survival.survival_metrics`). It receives outputs rather than the model so
+that the pooled score of personalised models is computed from the union of their outputs.
 """
 
 from __future__ import annotations
@@ -43,6 +49,18 @@ if TYPE_CHECKING:
 
 __all__ = ["run", "sample_clients", "evaluate_clients", "evaluate_personalized"]
 
+Evaluate = Callable[[torch.Tensor, torch.Tensor], dict[str, float]]
+
+
+@torch.no_grad()
+def _outputs(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Raw model outputs in eval mode, for a pluggable ``evaluate``."""
+    was_training = model.training
+    model.eval()
+    out = model(x)
+    model.train(was_training)
+    return out
+
 
 def sample_clients(clients: Sequence[Client], fraction: float, rng: np.random.Generator,
                    min_clients: int = 1) -> list[Client]:
@@ -62,11 +80,13 @@ def sample_clients(clients: Sequence[Client], fraction: float, rng: np.random.Ge
 
 
 def evaluate_clients(model: nn.Module, clients: Sequence[Client],
-                     threshold: float = 0.5) -> dict[str, dict[str, float]]:
+                     threshold: float = 0.5,
+                     evaluate: Evaluate | None = None) -> dict[str, dict[str, float]]:
     """Metrics of ``model`` on each client's test set and on the pooled test set.
 
     Clients sharing one test set object (e.g. the official MedMNIST test split) are
-    scored once, as ``pooled``, rather than once per client.
+    scored once, as ``pooled``, rather than once per client. ``evaluate`` replaces the
+    classification metrics (module docstring).
     """
     unique: dict[int, tuple[str, torch.Tensor, torch.Tensor]] = {}
     for c in clients:
@@ -78,18 +98,22 @@ def evaluate_clients(model: nn.Module, clients: Sequence[Client],
     results: dict[str, dict[str, float]] = {}
     ys, ps = [], []
     for name, x, y in unique.values():
-        p = predict_proba(model, x)
+        p = predict_proba(model, x) if evaluate is None else _outputs(model, x)
         ys.append(y)
         ps.append(p)
         if len(unique) > 1:
-            results[name] = classification_metrics(y, p, threshold)
-    results["pooled"] = classification_metrics(torch.cat(ys), torch.cat(ps), threshold)
+            results[name] = (classification_metrics(y, p, threshold) if evaluate is None
+                             else evaluate(p, y))
+    y_all, p_all = torch.cat(ys), torch.cat(ps)
+    results["pooled"] = (classification_metrics(y_all, p_all, threshold) if evaluate is None
+                         else evaluate(p_all, y_all))
     return results
 
 
 def evaluate_personalized(model: nn.Module, clients: Sequence[Client],
                           state_of: Callable[[Client], StateDict],
-                          threshold: float = 0.5) -> dict[str, dict[str, float]]:
+                          threshold: float = 0.5,
+                          evaluate: Evaluate | None = None) -> dict[str, dict[str, float]]:
     """Score each client's test set with *its own* model ``state_of(client)``.
 
     Personalised methods (FedBN) give every hospital a different model, so there is no
@@ -103,13 +127,16 @@ def evaluate_personalized(model: nn.Module, clients: Sequence[Client],
             continue
         model.load_state_dict(state_of(c))
         x, y = c.test.tensors[0], c.test.tensors[1]
-        p = predict_proba(model, x)
+        p = predict_proba(model, x) if evaluate is None else _outputs(model, x)
         ys.append(y)
         ps.append(p)
-        results[c.name] = classification_metrics(y, p, threshold)
+        results[c.name] = (classification_metrics(y, p, threshold) if evaluate is None
+                           else evaluate(p, y))
     if not ys:
         return {}
-    results["pooled"] = classification_metrics(torch.cat(ys), torch.cat(ps), threshold)
+    y_all, p_all = torch.cat(ys), torch.cat(ps)
+    results["pooled"] = (classification_metrics(y_all, p_all, threshold) if evaluate is None
+                         else evaluate(p_all, y_all))
     return results
 
 
@@ -117,7 +144,7 @@ def run(model: nn.Module, clients: Sequence[Client], strategy: Strategy, rounds:
         fraction: float = 1.0, min_clients: int = 1, eval_every: int = 1, seed: int = 0,
         progress: bool = True, threshold: float = 0.5,
         callback: Callable[[int, nn.Module, History], None] | None = None,
-        system: SystemModel | None = None) -> History:
+        system: SystemModel | None = None, evaluate: Evaluate | None = None) -> History:
     """Simulate ``rounds`` rounds of federated training and return the :class:`History`.
 
     ``model`` holds the initial global weights and, when ``run`` returns, the final ones.
@@ -133,6 +160,9 @@ def run(model: nn.Module, clients: Sequence[Client], strategy: Strategy, rounds:
     says why), and
     each row of ``history.rounds`` also records ``sampled``, ``dropped``, ``stragglers``,
     ``truncated`` and the simulated round duration ``sim_seconds``.
+
+    ``evaluate`` (``(outputs, y) -> dict[str, float]``) replaces the classification metrics
+    on every test set; ``None`` keeps them.
     """
     if rounds < 0:
         raise ValueError(f"rounds must be >= 0, got {rounds}")
@@ -153,10 +183,11 @@ def run(model: nn.Module, clients: Sequence[Client], strategy: Strategy, rounds:
     def _evaluate(rnd: int) -> dict[str, dict[str, float]]:
         if personalised:
             res = evaluate_personalized(
-                model, clients, lambda c: strategy.personal_state(c.cid, global_state), threshold)
+                model, clients, lambda c: strategy.personal_state(c.cid, global_state), threshold,
+                evaluate)
         else:
             model.load_state_dict(global_state)
-            res = evaluate_clients(model, clients, threshold)
+            res = evaluate_clients(model, clients, threshold, evaluate)
         model.load_state_dict(global_state)
         for name, m in res.items():
             history.log_eval(rnd, name, m)
@@ -210,7 +241,7 @@ def run(model: nn.Module, clients: Sequence[Client], strategy: Strategy, rounds:
         history.log_round(**row)
         if eval_every and rnd % eval_every == 0:
             res = _evaluate(rnd)
-            if "pooled" in res:
+            if "pooled" in res and "accuracy" in res["pooled"]:
                 bar.set_postfix(acc=f"{res['pooled']['accuracy']:.3f}")
         if callback is not None:
             model.load_state_dict(global_state)

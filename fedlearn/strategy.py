@@ -171,8 +171,8 @@ class Strategy:
                           if k not in personal}}
 
     def apply(self, rnd: int, global_state: StateDict, sums: Sums) -> StateDict:
-        """The server step on the sums (must be overridden, e.g. by :class:`FedAvg`)."""
-        raise NotImplementedError
+        """The server step on the sums: ``server_update`` on the mean delta by default."""
+        return self.server_update(rnd, global_state, self.mean_delta(sums, global_state))
 
     def server_update(self, rnd: int, global_state: StateDict, delta: StateDict) -> StateDict:
         """Apply an aggregate delta to the global weights (plain addition by default)."""
@@ -249,6 +249,8 @@ class Strategy:
 
         Zeros if the round aborted. Call :meth:`start` first when the aggregator needs it.
         """
+        if not updates:
+            raise InvalidUpdateError("no client updates to combine")
         res, _ = self._sums(rnd, None, updates, None)
         if res.sums is None:
             return {k: torch.zeros_like(v) for k, v in updates[0].delta.items()}

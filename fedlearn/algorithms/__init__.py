@@ -6,10 +6,12 @@ Every algorithm is a :class:`~fedlearn.Strategy` over the core, changing one thi
   :class:`FedProx` (proximal term), :class:`Scaffold` (control variates),
   :class:`FedBN` (batch-norm layers stay local);
 * how the server combines updates: :class:`FedNova` (normalised averaging);
+* which hospitals train: :class:`Cyclic` (one per round, the model passed along);
 * how the server applies them: :class:`FedAvgM` (momentum), :class:`FedAdam`,
   :class:`FedYogi`, :class:`FedAdagrad` (adaptive server optimisers).
 """
 
+from .cyclic import Cyclic
 from .fedbn import FedBN, FedBNHook, batchnorm_keys
 from .fednova import FedNova, normalizing_steps
 from .fedopt import FedAdagrad, FedAdam, FedAvgM, FedOpt, FedYogi
@@ -17,6 +19,7 @@ from .fedprox import FedProx, ProximalHook
 from .scaffold import Scaffold, ScaffoldHook
 
 __all__ = [
+    "Cyclic",
     "FedBN", "FedBNHook", "batchnorm_keys",
     "FedNova", "normalizing_steps",
     "FedAdagrad", "FedAdam", "FedAvgM", "FedOpt", "FedYogi",

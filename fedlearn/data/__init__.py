@@ -15,6 +15,15 @@ from fedlearn.data.errors import (
 from fedlearn.data.heart import HEART_FEATURES, heart_disease_frames, load_heart_disease
 from fedlearn.data.medmnist import MEDMNIST_INFO, MedMNIST, MedMNISTInfo, load_medmnist
 from fedlearn.data.site import Site
+from fedlearn.data.tcga import (
+    EmptyRegionError,
+    InvalidEventError,
+    MissingCovariateError,
+    NegativeTimeError,
+    SurvivalDataError,
+    TcgaBrca,
+    load_tcga_brca,
+)
 
 __all__ = [
     "Site",
@@ -25,6 +34,13 @@ __all__ = [
     "load_heart_disease",
     "heart_disease_frames",
     "HEART_FEATURES",
+    "load_tcga_brca",
+    "TcgaBrca",
+    "SurvivalDataError",
+    "NegativeTimeError",
+    "InvalidEventError",
+    "MissingCovariateError",
+    "EmptyRegionError",
     "DataError",
     "ChecksumError",
     "CorruptFileError",
