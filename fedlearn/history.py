@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from .utils import StateDict
+
+if TYPE_CHECKING:  # pandas is imported by the methods that build tables (a lean import)
+    import pandas as pd
 
 __all__ = ["History"]
 
@@ -36,10 +37,14 @@ class History:
 
     def rounds_frame(self) -> pd.DataFrame:
         """One row per round: participants, train_loss, bytes_up, bytes_down, seconds, ..."""
+        import pandas as pd
+
         return pd.DataFrame(self.rounds)
 
     def to_dataframe(self) -> pd.DataFrame:
         """One row per (round, test set) with every metric as a column."""
+        import pandas as pd
+
         return pd.DataFrame(self.evals)
 
     def metric(self, name: str = "accuracy", test_set: str = "pooled") -> pd.Series:
@@ -81,6 +86,8 @@ class History:
         (offline this round) or ``-`` (not sampled). Runs without a system model only know
         ``trained`` and ``-``.
         """
+        import pandas as pd
+
         rows: dict[int, dict[int, str]] = {}
         cids: set[int] = set()
         for r in self.rounds:

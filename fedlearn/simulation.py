@@ -33,11 +33,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .client import Client, predict_proba
+from .engine import Engine, resolve_engine
 from .history import History
 from .metrics import classification_metrics
 from .strategy import Strategy
 from .update import validate_updates
-from .utils import StateDict, as_generator, clone_state, derive_seed, float_keys, state_nbytes
+from .utils import StateDict, as_generator, clone_state, float_keys, state_nbytes
 
 if TYPE_CHECKING:
     from .system import SystemModel
@@ -118,7 +119,7 @@ def run(model: nn.Module, clients: Sequence[Client], strategy: Strategy, rounds:
         fraction: float = 1.0, min_clients: int = 1, eval_every: int = 1, seed: int = 0,
         progress: bool = True, threshold: float = 0.5,
         callback: Callable[[int, nn.Module, History], None] | None = None,
-        system: SystemModel | None = None) -> History:
+        system: SystemModel | None = None, engine: str | Engine = "sequential") -> History:
     """Simulate ``rounds`` rounds of federated training and return the :class:`History`.
 
     ``model`` holds the initial global weights and, when ``run`` returns, the final ones.
@@ -132,6 +133,10 @@ def run(model: nn.Module, clients: Sequence[Client], strategy: Strategy, rounds:
     aggregates whoever reported (a round where nobody did leaves the model unchanged), and
     each row of ``history.rounds`` also records ``sampled``, ``dropped``, ``stragglers``,
     ``truncated`` and the simulated round duration ``sim_seconds``.
+
+    ``engine`` runs each round's local training: ``"sequential"`` (clients one after another,
+    anything ``Client.fit`` runs) or ``"vectorized"`` (all sampled clients at once with
+    ``torch.func``; plain SGD/Adam and FedProx only, see :mod:`fedlearn.vectorized`).
     """
     if rounds < 0:
         raise ValueError(f"rounds must be >= 0, got {rounds}")
@@ -146,6 +151,8 @@ def run(model: nn.Module, clients: Sequence[Client], strategy: Strategy, rounds:
     worker = copy.deepcopy(model)
     down_bytes = state_nbytes({k: global_state[k] for k in float_keys(global_state)})
     strategy.initialize(global_state, clients)
+    engine = resolve_engine(engine)
+    engine.prepare(model, clients, strategy)
     process_update = getattr(strategy, "process_update", None)
     personal_state = getattr(strategy, "personal_state", None)
     download_nbytes = getattr(strategy, "download_nbytes", None)
@@ -176,14 +183,8 @@ def run(model: nn.Module, clients: Sequence[Client], strategy: Strategy, rounds:
         plan = system.plan_round(rnd, sampled, instructions) if system is not None else None
         if plan is not None:
             instructions = plan.instructions
-        updates = []
-        for c in sampled:
-            if c.cid not in instructions:
-                continue
-            ins = instructions[c.cid]
-            u = c.fit(worker, global_state, ins.config, seed=derive_seed(seed, rnd, c.cid),
-                      hooks=ins.hooks)
-            updates.append(process_update(rnd, c, u) if process_update is not None else u)
+        updates = engine.fit_round(worker, sampled, instructions, global_state, rnd=rnd,
+                                   seed=seed, process=process_update)
         per_client_down = (download_nbytes(global_state) if download_nbytes is not None
                            else down_bytes)
         if updates or plan is None:  # without a system model an empty round is an error
