@@ -110,7 +110,8 @@ def child_plain(w, threads: int) -> dict:  # type: ignore[no-untyped-def]
             sizes.append(len(datasets[k]))
             losses.append(loss_sum / steps)
         total = sum(sizes)
-        model.load_state_dict({key: sum(sd[key] * (n / total) for sd, n in zip(states, sizes, strict=True))
+        model.load_state_dict({key: sum(sd[key] * (n / total)
+                                        for sd, n in zip(states, sizes, strict=True))
                                for key in states[0]})
         secs.append(time.perf_counter() - t)
         if w.eval_every_round:
