@@ -30,7 +30,8 @@ Run (PneumoniaMNIST for the ``cnn`` workload: ``FEDLEARN_DATA_DIR=/work/shared/d
     python benchmarks/bench_frameworks.py --repeats 3 --out benchmarks/results/bench_frameworks.json
     python benchmarks/bench_frameworks.py --workloads flute --frameworks flower --repeats 3
 
-A stored file is merged per (workload, framework): re-running one cell replaces only it.
+A stored file is merged per (workload, framework): re-running one cell replaces only it
+(``--append`` adds the new runs to it instead).
 """
 
 from __future__ import annotations
@@ -263,14 +264,19 @@ def bench(args: argparse.Namespace) -> dict:
                       f"peak {r['peak_rss_mb']:6.0f} MB  acc {r['test_accuracy']:.3f}  "
                       f"load {r['loadavg_before'][0]:.1f}", flush=True)
         for fw, rs in runs.items():
-            cell = {k: _summary(rs, k) for k in ("wall_s", "cpu_s", "peak_rss_mb")}
-            if rs and "round_s" in rs[0]:
-                per_round = [statistics.median(r["round_s"]) for r in rs]
-                cell["round_s"] = {"median": statistics.median(per_round),
-                                   "min": min(per_round), "max": max(per_round)}
-            cell["runs"] = rs
-            results[wl][fw] = cell
+            results[wl][fw] = summarize(rs)
     return results
+
+
+def summarize(rs: list[dict]) -> dict:
+    """Median and min-max of wall, CPU, peak RSS (and in-process seconds per round)."""
+    cell = {k: _summary(rs, k) for k in ("wall_s", "cpu_s", "peak_rss_mb")}
+    if rs and "round_s" in rs[0]:
+        per_round = [statistics.median(r["round_s"]) for r in rs]
+        cell["round_s"] = {"median": statistics.median(per_round),
+                           "min": min(per_round), "max": max(per_round)}
+    cell["runs"] = rs
+    return cell
 
 
 # ------------------------------------------------------------------------------ report
@@ -335,6 +341,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--ray-cpus", type=int, default=2, help="CPUs Ray may use (Flower)")
     p.add_argument("--out", type=Path, default=None,
                    help="merge the results into this JSON (and a .md table beside it)")
+    p.add_argument("--append", action="store_true",
+                   help="add these runs to a stored cell instead of replacing it")
     p.add_argument("--quick", action="store_true", help="smoke test: cnn and logreg200, 1 repeat")
     p.add_argument("--child", nargs=2, metavar=("FRAMEWORK", "WORKLOAD"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -363,7 +371,11 @@ def store(args: argparse.Namespace, info: dict, results: dict) -> None:
     if args.out is not None:
         old = json.loads(args.out.read_text()) if args.out.exists() else {"results": {}}
         for wl, cells in results.items():
-            old["results"].setdefault(wl, {}).update(cells)
+            for fw, cell in cells.items():
+                prev = old["results"].setdefault(wl, {}).get(fw)
+                if args.append and prev is not None:  # more repeats of a stored cell
+                    cell = summarize([*prev["runs"], *cell["runs"]])
+                old["results"][wl][fw] = cell
         old.setdefault("runs", []).append({
             "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),

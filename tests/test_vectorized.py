@@ -39,7 +39,7 @@ def make_clients(sizes=SIZES, features: int = 6, classes: int = 3, seed: int = 0
             for i, n in enumerate(sizes)]
 
 
-def run_both(strategy_factory, model_name: str = "mlp", rounds: int = 3, **kw):
+def run_both(strategy_factory, model_name: str = "mlp", rounds: int = 2, **kw):
     out = {}
     for engine in ("sequential", "vectorized"):
         m = fl.make_model(model_name, in_features=6, num_classes=3, seed=0)
