@@ -12,11 +12,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
 from .utils import StateDict
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # pandas is imported by the methods that build tables (a lean import)
+    import pandas as pd
+
     from .update import ClientUpdate
 
 __all__ = ["History", "round_train_loss"]
@@ -58,6 +58,8 @@ class History:
     def aggregation_frame(self, layer: str) -> pd.DataFrame:
         """One row per round of what aggregator ``layer`` measured (e.g. ``"secure"``,
         ``"central_dp"``, ``"distributed_dp"``), indexed by round."""
+        import pandas as pd
+
         rows = [{"round": m["round"], **m[layer]} for m in self.measurements if layer in m]
         if not rows:
             have = sorted({k for m in self.measurements for k in m} - {"round"})
@@ -73,10 +75,14 @@ class History:
         ``train_loss`` is NaN in a round where no client took a step (see
         :func:`round_train_loss`).
         """
+        import pandas as pd
+
         return pd.DataFrame(self.rounds)
 
     def to_dataframe(self) -> pd.DataFrame:
         """One row per (round, test set) with every metric as a column."""
+        import pandas as pd
+
         return pd.DataFrame(self.evals)
 
     def metric(self, name: str = "accuracy", test_set: str = "pooled") -> pd.Series:
@@ -118,6 +124,8 @@ class History:
         (offline this round) or ``-`` (not sampled). Runs without a system model only know
         ``trained`` and ``-``.
         """
+        import pandas as pd
+
         rows: dict[int, dict[int, str]] = {}
         cids: set[int] = set()
         for r in self.rounds:

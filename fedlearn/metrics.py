@@ -16,7 +16,6 @@ import warnings
 
 import numpy as np
 import torch
-from sklearn import metrics as skm
 from torch import nn
 from torch.utils.data import TensorDataset
 
@@ -41,6 +40,8 @@ def classification_metrics(y_true: np.ndarray | torch.Tensor, proba: np.ndarray 
     max, AUROC is one-vs-rest macro, sensitivity is the macro recall and specificity the
     macro mean of per-class specificities. AUROC is NaN when the labels hold one class only.
     """
+    from sklearn import metrics as skm  # here, not at the top: keeps ``import fedlearn`` lean
+
     y = _as_numpy(y_true).astype(np.int64).reshape(-1)
     p = _as_numpy(proba).astype(np.float64)
     if p.ndim != 2 or p.shape[0] != y.shape[0]:

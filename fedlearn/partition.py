@@ -24,9 +24,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # pandas only for summarize(), imported there (a lean ``import fedlearn``)
+    import pandas as pd
     from matplotlib.axes import Axes
 
 Seed = int | np.random.Generator
@@ -351,6 +351,8 @@ def summarize(
 ) -> pd.DataFrame:
     """Table with one row per client: ``client``, ``n``, and (if ``labels`` are given) one count
     column per class plus ``tv`` (see :func:`label_tv_distance`). Meant for notebook display."""
+    import pandas as pd
+
     if len(parts) == 0:
         raise ValueError("parts must contain at least one client")
     table = pd.DataFrame(

@@ -37,11 +37,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .client import Client, predict_proba
+from .engine import Engine, resolve_engine
 from .history import History
 from .metrics import classification_metrics
 from .strategy import Strategy
 from .update import validate_updates
-from .utils import StateDict, as_generator, clone_state, derive_seed, float_keys
+from .utils import StateDict, as_generator, clone_state, float_keys
 from .validation import validate_run
 
 if TYPE_CHECKING:
@@ -144,7 +145,8 @@ def run(model: nn.Module, clients: Sequence[Client], strategy: Strategy, rounds:
         fraction: float = 1.0, min_clients: int = 1, eval_every: int = 1, seed: int = 0,
         progress: bool = True, threshold: float = 0.5,
         callback: Callable[[int, nn.Module, History], None] | None = None,
-        system: SystemModel | None = None, evaluate: Evaluate | None = None) -> History:
+        system: SystemModel | None = None, evaluate: Evaluate | None = None,
+        engine: str | Engine = "sequential") -> History:
     """Simulate ``rounds`` rounds of federated training and return the :class:`History`.
 
     ``model`` holds the initial global weights and, when ``run`` returns, the final ones.
@@ -163,6 +165,10 @@ def run(model: nn.Module, clients: Sequence[Client], strategy: Strategy, rounds:
 
     ``evaluate`` (``(outputs, y) -> dict[str, float]``) replaces the classification metrics
     on every test set; ``None`` keeps them.
+
+    ``engine`` runs each round's local training: ``"sequential"`` (clients one after another,
+    anything ``Client.fit`` runs) or ``"vectorized"`` (all sampled clients at once with
+    ``torch.func``; plain SGD/Adam and FedProx only, see :mod:`fedlearn.vectorized`).
     """
     if rounds < 0:
         raise ValueError(f"rounds must be >= 0, got {rounds}")
@@ -178,6 +184,8 @@ def run(model: nn.Module, clients: Sequence[Client], strategy: Strategy, rounds:
     global_state = clone_state(model.state_dict())
     worker = copy.deepcopy(model)
     strategy.start(global_state, clients, model=model)
+    engine = resolve_engine(engine)
+    engine.prepare(model, clients, strategy)
     personalised = strategy.has_personal_state()
 
     def _evaluate(rnd: int) -> dict[str, dict[str, float]]:
@@ -209,14 +217,8 @@ def run(model: nn.Module, clients: Sequence[Client], strategy: Strategy, rounds:
         plan = system.plan_round(rnd, sampled, instructions) if system is not None else None
         if plan is not None:
             instructions = plan.instructions
-        updates = []
-        for c in sampled:
-            if c.cid not in instructions:
-                continue
-            ins = instructions[c.cid]
-            u = c.fit(worker, global_state, ins.config, seed=derive_seed(seed, rnd, c.cid),
-                      hooks=ins.hooks)
-            updates.append(strategy.process_update(rnd, c, u))
+        updates = engine.fit_round(worker, sampled, instructions, global_state, rnd=rnd,
+                                   seed=seed, process=strategy.process_update)
         per_client_down = strategy.download_nbytes(global_state)
         if updates:
             validate_updates(updates, {k: global_state[k] for k in float_keys(global_state)})

@@ -122,3 +122,47 @@ def test_dp_client_validates_its_parameters():
         DPClient(cid=0, train=blobs(10), delta=0.0)
     with pytest.raises(ValueError, match="2 noise multipliers for 3 clients"):
         dp_clients_from(_hospitals(), [1.0, 2.0])
+
+
+@pytest.mark.parametrize("mode", ["ghost"])
+@pytest.mark.parametrize("model_name", ["mlp", "cnn"])
+def test_fast_per_sample_modes_give_the_same_clipped_noisy_step_and_epsilon(mode, model_name):
+    """Reference: Opacus' hooks mode (per-sample gradients stored, clipped, summed, noised).
+    Ghost clipping only computes the norms and backpropagates the clip-weighted loss; with the
+    same seed the noise draws are the same, so the weights must agree to float rounding.
+    Tiny hospitals with B=2 make Poisson sampling draw empty batches; C=0.3 makes clipping bind;
+    class weights check that the per-example loss is the same."""
+    from .helpers import blobs
+
+    if model_name == "cnn":
+        g = torch.Generator().manual_seed(0)
+        data = torch.utils.data.TensorDataset(torch.rand(12, 1, 28, 28, generator=g),
+                                              torch.randint(0, 2, (12,), generator=g))
+        model = fl.make_model("cnn", seed=0, in_channels=1, num_classes=2)
+    else:
+        data = blobs(7, seed=3)
+        model = fl.make_model("mlp", in_features=5, seed=0)
+    cfg = fl.TrainConfig(steps=6, batch_size=2, lr=0.2, class_weights=(1.0, 3.0))
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    out, eps = {}, {}
+    for m in ("hooks", mode):
+        engine = make_engine()
+        out[m] = dp_local_train(model, state, data, cfg, engine=engine, noise_multiplier=0.7,
+                                max_grad_norm=0.3, seed=11, grad_sample_mode=m)
+        eps[m] = engine.accountant.get_epsilon(1e-5)
+    ref, got = out["hooks"], out[mode]
+    for k in ref.delta:
+        assert torch.allclose(got.delta[k], ref.delta[k], atol=1e-6), k
+    assert got.metrics["train_loss"] == pytest.approx(ref.metrics["train_loss"], rel=1e-5)
+    assert got.metrics["num_steps"] == ref.metrics["num_steps"] == 6
+    assert eps[mode] == eps["hooks"] > 0
+    assert max(float(v.abs().max()) for v in ref.delta.values()) > 0
+
+
+def test_grad_sample_mode_is_checked_and_reaches_the_client():
+    with pytest.raises(ValueError, match="grad_sample_mode must be one of.*'fast'"):
+        dp_clients_from(_hospitals()[:1], noise_multiplier=1.0, grad_sample_mode="fast")
+    (c,) = dp_clients_from(_hospitals()[:1], noise_multiplier=1.0, grad_sample_mode="ghost")
+    model = fl.make_model("logreg", in_features=5, seed=0)
+    upd = c.fit(model, model.state_dict(), CFG, seed=0)
+    assert upd.metrics["num_steps"] == 5 and c.epsilon() > 0

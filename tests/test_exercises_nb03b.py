@@ -1,0 +1,20 @@
+"""The notebook 03b self-check accepts the right answer and rejects wrong ones with a hint."""
+
+from __future__ import annotations
+
+import pytest
+
+from fedlearn.exercises import nb03b
+
+
+def test_accepts_agreeing_engines(capsys) -> None:
+    nb03b.check_engines_agree(nb03b.engine_gap(seed=1), engines_differ=False)
+    assert "Correct" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("gap,differ,hint", [(0.3, False, "same initial model"),
+                                             (1e-7, True, "same function"),
+                                             (float("nan"), False, "finite float")])
+def test_rejects_wrong_answers(gap, differ, hint) -> None:
+    with pytest.raises(AssertionError, match=hint):
+        nb03b.check_engines_agree(gap, engines_differ=differ)
