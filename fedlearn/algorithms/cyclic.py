@@ -25,9 +25,11 @@ model after at most one round of local training, not of a model passed around th
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
+from ..aggregate import apply_delta
 from ..client import Client, TrainConfig
 from ..strategy import ClientInstruction, Strategy
 from ..update import ClientUpdate, validate_updates
@@ -91,6 +93,17 @@ class Cyclic(Strategy):
             raise ValueError(f"Cyclic expects exactly one update per round, got {len(updates)}")
         validate_updates(list(updates))
         return {k: v.clone() for k, v in updates[0].delta.items()}
+
+    def apply(self, rnd: int, global_state: StateDict, sums: Any) -> StateDict:
+        """Server step of the aggregator API (issue 12): add the one hospital's delta.
+
+        The "mean" of a single update is that update, so the next round starts from the model
+        the visited hospital produced.
+        """
+        if len(sums.included) != 1:
+            raise ValueError(f"Cyclic expects exactly one update per round, got "
+                             f"{len(sums.included)}")
+        return apply_delta(global_state, self.mean_delta(sums, global_state))
 
     def __repr__(self) -> str:
         return (f"Cyclic(config={self.config}, deterministic={self.deterministic}, "
