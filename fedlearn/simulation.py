@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 
 from .client import Client, predict_proba
 from .engine import Engine, resolve_engine
-from .history import History
+from .history import History, round_train_loss
 from .metrics import classification_metrics
 from .strategy import Strategy
 from .update import validate_updates
@@ -227,8 +227,7 @@ def run(model: nn.Module, clients: Sequence[Client], strategy: Strategy, rounds:
         n = sum(u.num_examples for u in updates)
         row = dict(
             round=rnd, participants=[u.cid for u in updates], num_examples=n,
-            train_loss=float(sum(u.metrics.get("train_loss", float("nan")) * u.num_examples
-                                 for u in updates) / max(n, 1)),
+            train_loss=round_train_loss(updates),
             bytes_down=per_client_down * (len(updates) if plan is None else len(sampled)),
             bytes_up=outcome.bytes_up,
             seconds=time.perf_counter() - t0)

@@ -33,6 +33,7 @@ single tensor (built in :meth:`VectorizedEngine.prepare`), plus K copies of the 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -368,7 +369,8 @@ class VectorizedEngine:
             delta = {n: (deltas[n][k].clone() if n in deltas
                          else torch.zeros_like(global_state[n]))
                      for n in float_keys(global_state)}
-            metrics = {"train_loss": losses[k] / max(steps[k], 1), "num_steps": float(steps[k])}
+            metrics = {"train_loss": losses[k] / steps[k] if steps[k] else math.nan,
+                       "num_steps": float(steps[k])}
             out.append(ClientUpdate(cid=c.cid, delta=delta, num_examples=c.num_train,
                                     metrics=metrics))
         return out

@@ -12,6 +12,7 @@ from opacus.validators import ModuleValidator
 
 import fedlearn as fl
 from fedlearn import study
+from fedlearn.aggregators import CompositionError
 from fedlearn.algorithms import FedAdam, FedBN, FedProx
 from fedlearn.augment import Augment
 from fedlearn.hospitals import HOSPITALS, build_consortium
@@ -127,7 +128,12 @@ def test_secure_aggregation_changes_nothing_but_the_server_view(consortium):
 
 
 def test_client_dp_spends_the_stated_budget(consortium):
-    r = RECIPE.scaled(2)
+    # DP never noises BatchNorm statistics: the BN recipe is refused before training, and the
+    # study's DP runs use GroupNorm (as benchmarks/case_study.py does)
+    bn = study.with_client_dp(fl.FedAvg(RECIPE.config), epsilon=4.0, rounds=2, seed=0)
+    with pytest.raises(CompositionError, match="BatchNorm running statistics"):
+        study.run_federated(consortium, RECIPE.scaled(2), bn, seed=0)
+    r = GN.scaled(2)
     dp = study.with_client_dp(fl.FedAvg(r.config), epsilon=4.0, rounds=r.rounds, seed=0)
     res = study.run_federated(consortium, r, dp, seed=0)
     assert 3.6 <= res.strategy.epsilon() <= 4.0

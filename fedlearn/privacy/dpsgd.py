@@ -162,7 +162,8 @@ def dp_local_train(model: nn.Module, global_state: StateDict, data: TensorDatase
     finally:
         private.cleanup()
     delta = state_sub(model.state_dict(), global_state)
-    metrics = {"train_loss": loss_sum / max(steps, 1), "num_steps": float(steps),
+    metrics = {"train_loss": loss_sum / steps if steps else math.nan,
+               "num_steps": float(steps),
                "noise_multiplier": float(noise_multiplier),
                "sample_rate": float(dp_loader.sample_rate) if poisson_sampling
                else 1.0 / max(len(loader), 1)}
