@@ -72,10 +72,8 @@ def _browser_or_skip() -> str:
 def site_dir() -> Path:
     """The built site: ``FEDLEARN_SITE_DIR`` when ``make`` has just built it, else build now."""
     given = os.environ.get("FEDLEARN_SITE_DIR")
-    if given:
-        site = Path(given)
-        assert (site / "index.html").is_file(), f"FEDLEARN_SITE_DIR={given} has no index.html"
-        return site
+    if given and (Path(given) / "index.html").is_file():
+        return Path(given)
     sys.path.insert(0, str(ROOT / "tools"))
     import build_site
 
