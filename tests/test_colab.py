@@ -147,3 +147,21 @@ def test_install_cell_on_colab_installs_fedlearn_but_not_torch(tmp_path: Path) -
     assert "opacus" in {n.split("[")[0] for n in names}
     assert not names & {"torch", "torchvision", "jupyterlab", "ipykernel"}
     assert not any("extra" in d for d in deps)  # the dev tools are not installed on Colab
+
+
+def test_readme_colab_links_follow_the_repository_url(tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text("[![Open In Colab](x.svg)](https://colab.research.google.com/github/old/"
+                      "repo/blob/main/notebooks/01_x.ipynb)\n", encoding="utf-8")
+    assert colab.stale_readmes(URL, tmp_path) == [readme]
+    fixed = colab.with_readme_links(readme.read_text(encoding="utf-8"), URL)
+    assert colab.colab_url(URL, "notebooks/01_x.ipynb") in fixed
+    readme.write_text(fixed, encoding="utf-8")
+    assert colab.stale_readmes(URL, tmp_path) == []
+
+
+def test_the_readme_badge_points_at_the_configured_repository() -> None:
+    url = colab.repository_url(ROOT / "pyproject.toml")
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert colab.colab_url(url, "notebooks/01_what_is_federated_learning.ipynb") in text
+    assert colab.stale_readmes(url, ROOT) == []

@@ -204,7 +204,8 @@ def test_site_has_the_course_pages(site_dir: Path) -> None:
     for stem in notebooks:
         assert f"notebooks/{stem}.html" in pages, f"notebook {stem} is not on the site"
     for page in ("index.html", "notebooks/GLOSSARY.html", "notebooks/CONVENTIONS.html",
-                 "api.html", "api/fedlearn.html", "instructor.html", "search.html"):
+                 "docs/api.html", "docs/api/fedlearn.html", "docs/instructor.html",
+                 "search.html"):
         assert page in pages, f"{page} missing from the site"
     # The API reference is generated from the package: every module has a page.
     import pkgutil
@@ -213,7 +214,7 @@ def test_site_has_the_course_pages(site_dir: Path) -> None:
     # Public modules only: autosummary leaves out private ones (_files, __main__) on purpose.
     modules = {m.name for m in pkgutil.walk_packages(fedlearn.__path__, "fedlearn.")
                if not any(part.startswith("_") for part in m.name.split("."))}
-    missing = sorted(m for m in modules if f"api/{m}.html" not in pages)
+    missing = sorted(m for m in modules if f"docs/api/{m}.html" not in pages)
     assert not missing, f"modules without an API page: {missing}"
 
 
@@ -284,8 +285,8 @@ def test_screenshots_of_home_notebook_and_api(browser, server: str) -> None:
     shots = {
         "home.png": "index.html",
         "notebook.png": "notebooks/01_what_is_federated_learning.html#exercises",
-        "api.png": "api/fedlearn.client.html",
-        "api-index.png": "api.html",
+        "api.png": "docs/api/fedlearn.client.html",
+        "api-index.png": "docs/api.html",
     }
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     for name, rel in shots.items():

@@ -132,7 +132,8 @@ def _page(path: Path, root: Path) -> str:
 
 def _index_source(readme: str, editions: dict[str, list[Path]], root: Path) -> str:
     """The README plus the site's (hidden) tables of contents: the sidebar is built from them."""
-    parts = [readme.rstrip(), ""]
+    # The README's Colab badge image, like the notebooks', is served by the site itself.
+    parts = [readme.replace(colab.BADGE_IMAGE, BADGE_FILE).rstrip(), ""]
 
     def toctree(caption: str, pages: list[str]) -> None:
         parts.extend(["", "```{toctree}", ":hidden:", f":caption: {caption}", "", *pages, "```"])
@@ -140,7 +141,7 @@ def _index_source(readme: str, editions: dict[str, list[Path]], root: Path) -> s
     toctree("Notebooks", [_page(p, root) for p in editions["en"]])
     reference = [p for p in ("notebooks/GLOSSARY", "notebooks/CONVENTIONS")
                  if (root / f"{p}.md").is_file()]
-    toctree("Reference", [*reference, "api", "instructor", "data/README"])
+    toctree("Reference", [*reference, "docs/api", "docs/instructor", "data/README"])
     if "zh" in editions:
         toctree("中文版 (Chinese edition)", [_page(p, root) for p in editions["zh"]])
     return "\n".join(parts) + "\n"
@@ -179,16 +180,17 @@ def assemble(root: Path, src: Path) -> dict:
     wanted[src / "data/README.md"] = (root / "data/README.md").read_bytes()
     docs = root / "docs"
     for md in sorted(docs.glob("*.md")):
-        wanted[src / md.name] = md.read_bytes()
+        wanted[src / "docs" / md.name] = md.read_bytes()
     wanted[src / BADGE_FILE] = (docs / "_static/colab-badge.svg").read_bytes()
     languages = _languages(editions, root)
     wanted[src / "_languages.json"] = json.dumps(languages, ensure_ascii=False,
                                                  indent=1).encode("utf-8")
 
     # Remove what is no longer wanted (a deleted notebook must not linger on the site), except
-    # the API pages autosummary generates into src/api/ on every build.
+    # the API pages autosummary generates into src/docs/api/ on every build.
+    generated = src / "docs" / "api"
     for old in sorted(src.rglob("*"), reverse=True) if src.is_dir() else []:
-        if old.is_file() and old not in wanted and old.relative_to(src).parts[0] != "api":
+        if old.is_file() and old not in wanted and not old.is_relative_to(generated):
             old.unlink()
     for path, data in wanted.items():
         _write_if_changed(path, data)

@@ -3,7 +3,8 @@
 Both cells are generated from one setting, the ``Repository`` entry of ``[project.urls]`` in
 ``pyproject.toml``: a maintainer who publishes the course under another GitHub address changes it
 there and reruns this tool. The tool is idempotent (a second run changes nothing) and touches only
-its own two cells, which it finds by their tags:
+its own two cells, which it finds by their tags (and the Colab links in the README, whose
+repository part it regenerates):
 
 * ``colab-badge``: a markdown cell ``[![Open In Colab](...)](https://colab.research.google.com/
   github/OWNER/NAME/blob/BRANCH/notebooks/NN_x.ipynb)``, the first cell of the notebook;
@@ -21,7 +22,7 @@ Usage::
     python tools/colab.py              # insert or update the cells in notebooks/*.ipynb
                                        # (and notebooks/zh/*.ipynb once that edition exists)
     python tools/colab.py --check      # exit 1, naming each notebook whose cells are missing
-                                       # or out of date
+                                       # or out of date (and a README whose Colab links are)
     python tools/colab.py notebooks/01_what_is_federated_learning.ipynb   # chosen notebooks
 """
 
@@ -154,6 +155,30 @@ def with_colab_cells(nb: NotebookNode, repo_url: str, notebook: str,
     return out
 
 
+# A Colab badge link to one of the course's notebooks in a markdown file such as the README:
+# the owner/name and branch are regenerated from [project.urls], the notebook path kept.
+_README_LINK = re.compile(r"https://colab\.research\.google\.com/github/[^/\s)]+/[^/\s)]+/blob/"
+                          r"[^/\s)]+/(?P<path>notebooks/[^\s)]+\.ipynb)")
+README_FILES = ("README.md",)
+
+
+def with_readme_links(text: str, repo_url: str, branch: str = BRANCH) -> str:
+    """``text`` with every Colab link to a course notebook pointed at ``repo_url``."""
+    return _README_LINK.sub(lambda m: colab_url(repo_url, m["path"], branch), text)
+
+
+def stale_readmes(repo_url: str, root: Path = ROOT) -> list[Path]:
+    """Markdown files (the README) whose Colab links point elsewhere than ``repo_url``."""
+    stale = []
+    for name in README_FILES:
+        path = root / name
+        if path.is_file():
+            text = path.read_text(encoding="utf-8")
+            if with_readme_links(text, repo_url) != text:
+                stale.append(path)
+    return stale
+
+
 def course_notebooks(root: Path = ROOT) -> list[Path]:
     """Top-level notebooks of every edition folder that exists, in a stable order."""
     found: list[Path] = []
@@ -217,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     if args.check:
-        stale = stale_notebooks(paths, repo_url, root)
+        stale = stale_notebooks(paths, repo_url, root) + stale_readmes(repo_url, root)
         for path in stale:
             print(f"{path}: Colab badge or install cell missing or out of date", file=sys.stderr)
         if stale:
@@ -227,6 +252,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     changed = apply(paths, repo_url, root)
+    for path in stale_readmes(repo_url, root):
+        path.write_text(with_readme_links(path.read_text(encoding="utf-8"), repo_url),
+                        encoding="utf-8")
+        changed.append(path)
     for path in changed:
         print(f"updated {path}")
     print(f"{len(changed)} of {len(paths)} notebooks updated ({repo_url})")
