@@ -7,7 +7,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from nbformat.v4 import new_markdown_cell, new_notebook
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from tests.tools_loader import load
 
@@ -28,7 +28,9 @@ def _repo(tmp_path: Path, with_zh: bool) -> Path:
     (root / "docs" / "api.md").write_text("# API\n", encoding="utf-8")
     (root / "docs" / "_static" / "colab-badge.svg").write_text("<svg/>", encoding="utf-8")
     badge = new_markdown_cell(f"[![Open In Colab]({colab.BADGE_IMAGE})](https://colab)")
-    nbformat.write(new_notebook(cells=[badge, new_markdown_cell("# One")]),
+    install = new_code_cell("import sys")
+    install.metadata["tags"] = [colab.INSTALL_TAG]
+    nbformat.write(new_notebook(cells=[badge, install, new_markdown_cell("# One")]),
                    root / "notebooks" / "01_one.ipynb")
     if with_zh:
         (root / "notebooks" / "zh").mkdir()
@@ -47,6 +49,7 @@ def test_english_only_site_has_one_edition_and_local_badges(tmp_path: Path) -> N
     assert colab.BADGE_IMAGE not in index
     nb = nbformat.read(src / "notebooks" / "01_one.ipynb", as_version=4)
     assert "../" + bs.BADGE_FILE in nb.cells[0].source
+    assert "remove-cell" in nb.cells[1].metadata["tags"]  # the Colab-only cell is not shown
     assert (src / bs.BADGE_FILE).is_file() and (src / "docs" / "api.md").is_file()
 
 

@@ -108,10 +108,14 @@ def _write_if_changed(path: Path, data: bytes) -> None:
 
 
 def _site_notebook(path: Path, src: Path, depth: int) -> bytes:
-    """The notebook as the site shows it: the Colab badge image comes from the site itself."""
+    """The notebook as the site shows it: the Colab badge image comes from the site itself, and
+    the Colab-only install cell, which does nothing off Colab, is not shown."""
     nb = nbformat.read(path, as_version=4)
     local_badge = "../" * depth + BADGE_FILE
     for cell in nb.cells:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if colab.INSTALL_TAG in tags and "remove-cell" not in tags:
+            cell.metadata["tags"] = [*tags, "remove-cell"]
         if cell.cell_type == "markdown" and colab.BADGE_IMAGE in cell.source:
             cell.source = cell.source.replace(colab.BADGE_IMAGE, local_badge)
     return (nbformat.writes(nb) + "\n").encode("utf-8")
