@@ -1,9 +1,12 @@
 # fedlearn course: set-up-and-go targets.
 #
-#   make lab      create .venv if needed, install, open JupyterLab on notebooks/
-#   make test     ruff + unit tests + every notebook executed + student copies validated
+#   make lab      create .venv if needed, install, start JupyterLab on notebooks/ and print the
+#                 URL to open (passes --allow-root when run as root; LAB_ARGS go to Jupyter)
+#   make test     ruff + site build + unit/browser tests + every notebook + student copies
+#   make site     the course website, offline, into build/site/ (warnings are errors)
 #   make course   execute every notebook headless into build/executed/ and build/html/
-#   make student  student copies (solutions removed) into build/student/
+#   make student  student copies (exercise bodies stubbed) into build/student/
+#   make classroom  an nbgrader course (source + release versions) into build/classroom/
 #   make clean    remove build outputs and caches (keeps .venv; `make distclean` removes it too)
 #
 # Overridable: PYTEST_ARGS (unit tests), NB_ARGS (notebook tests), NB_TIMEOUT (seconds per cell),
@@ -22,6 +25,9 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 NB_ARGS ?=
 NB_TIMEOUT ?= 600
+LAB_ARGS ?=
+# Seconds per cell when nbgrader executes a notebook (make classroom, autograding).
+GRADE_TIMEOUT ?= 600
 
 NOTEBOOK_DIR ?= notebooks
 NOTEBOOKS := $(wildcard $(NOTEBOOK_DIR)/*.ipynb)
@@ -33,7 +39,8 @@ export MPLBACKEND := Agg
 # 2-core machine; passive waiting costs nothing measurable when the machine is idle.
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: help venv install lab test lint unit notebooks student student-check course clean distclean
+.PHONY: help venv install lab test lint unit notebooks student student-check course site \
+	classroom clean distclean
 
 help:
 	@sed -n '3,/^$$/p' Makefile | sed 's/^# \{0,1\}//'
@@ -54,13 +61,14 @@ venv: $(PY)
 install: $(STAMP)
 
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab $(NOTEBOOK_DIR)/
+	$(PY) tools/lab.py $(NOTEBOOK_DIR)/ $(if $(strip $(LAB_ARGS)),-- $(LAB_ARGS))
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
+# tests/test_site.py opens the site that `make site` has just built (FEDLEARN_SITE_DIR).
 unit: $(STAMP)
-	$(PY) -m pytest tests/ $(PYTEST_ARGS)
+	FEDLEARN_SITE_DIR=$(abspath $(BUILD))/site $(PY) -m pytest tests/ $(PYTEST_ARGS)
 
 # nbval runs each notebook in a kernel of this venv (--nbval-current-env), cell by cell.
 # An empty notebooks/ is reported and skipped explicitly; any other failure, including pytest's
@@ -73,7 +81,17 @@ else
 		$(NOTEBOOK_DIR)/ $(NB_ARGS)
 endif
 
-test: lint unit notebooks student-check
+test: lint site unit notebooks student-check
+
+# The website: README, notebooks (committed outputs, never re-executed), glossary, conventions,
+# instructor guide and the API reference, with MathJax served by the site (fetched once from
+# npm into $(BUILD)/cache/). Every Sphinx warning is an error.
+site: $(STAMP)
+	$(PY) tools/build_site.py --build $(BUILD)
+
+classroom: $(STAMP)
+	rm -rf $(BUILD)/classroom
+	$(PY) tools/make_classroom.py $(NOTEBOOK_DIR)/ $(BUILD)/classroom/ --timeout $(GRADE_TIMEOUT)
 
 student: $(STAMP)
 	rm -rf $(BUILD)/student

@@ -51,32 +51,40 @@ def _course_notebook() -> NotebookNode:
     )
 
 
-def test_solutions_removed_and_code_solution_replaced_by_placeholder() -> None:
+def test_solutions_replaced_in_place_by_exercise_cells() -> None:
     nb = _course_notebook()
     student = ms.make_student_copy(nb)
 
     sources = [cell.source for cell in student.cells]
-    assert not any("weighted_mean(w, n)" in s for s in sources)
+    assert not any("return sum(w * n)" in s for s in sources)
     assert not any("**Answer:**" in s for s in sources)
     placeholders = [c for c in student.cells if "exercise-answer" in c.metadata.get("tags", [])]
-    assert len(placeholders) == 1
-    assert placeholders[0].cell_type == "code"
-    assert placeholders[0].source == "# Your answer here\n"
-    # The placeholder stands exactly where the code solution was.
-    assert student.cells[2] is placeholders[0]
+    assert [c.cell_type for c in placeholders] == ["code", "markdown"]
+    # The exercise keeps its signature; its body is the stub nbgrader also writes.
+    assert placeholders[0].source == ("def weighted_mean(w, n):\n    # YOUR CODE HERE\n"
+                                      "    raise NotImplementedError()")
+    assert placeholders[1].source == "YOUR ANSWER HERE"
+    # Each stands exactly where its solution was.
+    assert student.cells[2] is placeholders[0] and student.cells[3] is placeholders[1]
+
+
+def test_self_check_finds_the_function_and_is_told_to_write_it() -> None:
+    """The bug this replaces: the self-check saw NameError because the def was dropped."""
+    student = ms.make_student_copy(_course_notebook())
+    namespace: dict = {}
+    exec(student.cells[2].source, namespace)  # noqa: S102 (running the student's cell)
+    exec(student.cells[4].source, namespace)  # the check cell: the function exists
+    with pytest.raises(NotImplementedError):
+        namespace["weighted_mean"](1, 2)
 
 
 def test_other_cells_kept_in_order() -> None:
     nb = _course_notebook()
     student = ms.make_student_copy(nb)
 
-    assert [c.source for c in student.cells] == [
-        nb.cells[0].source,
-        nb.cells[1].source,
-        "# Your answer here\n",
-        nb.cells[4].source,
-    ]
-    assert student.cells[3].metadata["tags"] == ["check"]
+    assert [c.source for c in student.cells[:2]] == [nb.cells[0].source, nb.cells[1].source]
+    assert student.cells[4].source == nb.cells[4].source
+    assert student.cells[4].metadata["tags"] == ["check"]
 
 
 def test_outputs_cleared_and_source_untouched() -> None:
@@ -103,6 +111,7 @@ def test_placeholder_reuses_solution_id_so_builds_are_reproducible() -> None:
     first = ms.make_student_copy(nb)
     second = ms.make_student_copy(nb)
     assert first.cells[2].id == nb.cells[2].id
+    assert first.cells[3].id == nb.cells[3].id
     assert nbformat.writes(first) == nbformat.writes(second)
 
 
@@ -135,7 +144,7 @@ def test_cli_round_trip_on_disk(tmp_path: Path) -> None:
     assert ms.main([str(src), str(dst)]) == 0
     written = nbformat.read(dst / "01_demo.ipynb", as_version=4)
     nbformat.validate(written)
-    assert len(written.cells) == 4
+    assert len(written.cells) == 5
     assert (dst / "GLOSSARY.md").read_text(encoding="utf-8") == "| term |\n"
     assert not (dst / "CONVENTIONS.md").exists()
     assert ms.main(["--check", str(dst)]) == 0

@@ -3,9 +3,12 @@
 The instructor notebooks in ``notebooks/`` are complete and executed by the test suite, so they
 can never drift out of date. Students get a copy made from them mechanically:
 
-* a cell tagged ``solution`` is removed; when it is a code cell, an empty exercise cell
-  (``# Your answer here``, tagged ``exercise-answer``) takes its place so the student knows where
-  to write and the notebook still runs top to bottom;
+* a cell tagged ``solution`` becomes an exercise cell tagged ``exercise-answer`` at the same place:
+  every function keeps its signature and docstring and its body becomes ``raise
+  NotImplementedError()``, so a learner who runs the self-check below it is told to write the
+  body (not ``NameError``); answers that are not functions, and markdown answers, become the
+  same stubs nbgrader uses. The rules live in ``tools/exercise_cells.py``, which the nbgrader
+  pack (``tools/make_classroom.py``) uses too, so the two student copies cannot drift;
 * every output and execution count is cleared, so no answer leaks through a printed result.
 
 Usage::
@@ -27,9 +30,11 @@ from pathlib import Path
 import nbformat
 from nbformat import NotebookNode
 
-SOLUTION_TAG = "solution"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import exercise_cells  # noqa: E402  (tools/ is a folder of scripts, not a package)
+
+SOLUTION_TAG = exercise_cells.SOLUTION_TAG
 ANSWER_TAG = "exercise-answer"
-PLACEHOLDER_SOURCE = "# Your answer here\n"
 # Files beside the notebooks that students need too (authoring notes such as CONVENTIONS.md stay).
 STUDENT_FILES = ("GLOSSARY.md",)
 
@@ -38,41 +43,34 @@ def _tags(cell: NotebookNode) -> list[str]:
     return list(cell.get("metadata", {}).get("tags", []))
 
 
-def _supports_cell_ids(nb: NotebookNode) -> bool:
-    # Cell ids exist from nbformat 4.5 on; adding one to an older notebook makes it invalid.
-    return (nb.nbformat, nb.nbformat_minor) >= (4, 5)
+def _exercise_for(solution: NotebookNode) -> NotebookNode:
+    """The cell a student gets where ``solution`` was: same kind, same id, stubbed source.
 
-
-def _placeholder_for(solution: NotebookNode, with_id: bool) -> NotebookNode:
-    """An empty code cell standing where a code solution was.
-
-    It reuses the solution's id so that rebuilding the student copy gives byte-identical output
-    (new random ids would make every build a diff).
+    Reusing the solution's id keeps rebuilds byte-identical (new random ids would make every
+    build a diff); the ``solution`` tag becomes ``exercise-answer``, other tags stay.
     """
-    cell = nbformat.v4.new_code_cell(source=PLACEHOLDER_SOURCE)
-    cell.metadata["tags"] = [ANSWER_TAG]
-    if with_id and "id" in solution:
-        cell["id"] = solution["id"]
-    elif not with_id:
-        cell.pop("id", None)
+    cell = copy.deepcopy(solution)
+    cell.source = exercise_cells.student_source(solution)
+    cell.metadata["tags"] = [ANSWER_TAG] + [t for t in _tags(solution) if t != SOLUTION_TAG]
+    if cell.cell_type == "code":
+        cell.outputs = []
+        cell.execution_count = None
     return cell
 
 
 def make_student_copy(nb: NotebookNode) -> NotebookNode:
     """Return a student copy of ``nb``; ``nb`` itself is left unchanged.
 
-    Cells tagged ``solution`` are dropped; a code solution is replaced by an exercise cell
-    ``# Your answer here`` tagged ``exercise-answer``. All code outputs and execution counts are
-    cleared. The result is validated with :func:`nbformat.validate` (raises
-    ``nbformat.ValidationError`` if the source notebook was already malformed).
+    Every cell tagged ``solution`` is replaced in place by its exercise cell (see
+    :func:`exercise_cells.student_source`), tagged ``exercise-answer``. All code outputs and
+    execution counts are cleared. The result is validated with :func:`nbformat.validate`
+    (raises ``nbformat.ValidationError`` if the source notebook was already malformed).
     """
     student = copy.deepcopy(nb)
-    with_id = _supports_cell_ids(student)
     cells: list[NotebookNode] = []
     for cell in student.cells:
         if SOLUTION_TAG in _tags(cell):
-            if cell.cell_type == "code":
-                cells.append(_placeholder_for(cell, with_id))
+            cells.append(_exercise_for(cell))
             continue
         if cell.cell_type == "code":
             cell.outputs = []
@@ -98,6 +96,8 @@ def check_student_notebook(nb: NotebookNode) -> list[str]:
             problems.append(f"cell {index} is still tagged {SOLUTION_TAG!r}")
         if cell.cell_type == "code" and (cell.get("outputs") or cell.get("execution_count")):
             problems.append(f"cell {index} still has outputs")
+        if exercise_cells.BEGIN in cell.source or exercise_cells.END in cell.source:
+            problems.append(f"cell {index} still has a solution region marker")
     return problems
 
 

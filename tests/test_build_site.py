@@ -1,0 +1,88 @@
+"""Tests for tools/build_site.py's source assembly (no Sphinx run; tests/test_site.py does that)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from tests.tools_loader import load
+
+bs = load("build_site")
+colab = load("colab")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _repo(tmp_path: Path, with_zh: bool) -> Path:
+    root = tmp_path / "repo"
+    (root / "notebooks").mkdir(parents=True)
+    (root / "data").mkdir()
+    (root / "docs" / "_static").mkdir(parents=True)
+    (root / "README.md").write_text(f"# Course\n\n[![Open In Colab]({colab.BADGE_IMAGE})](x)\n",
+                                    encoding="utf-8")
+    (root / "data" / "README.md").write_text("# Data\n", encoding="utf-8")
+    (root / "docs" / "api.md").write_text("# API\n", encoding="utf-8")
+    (root / "docs" / "_static" / "colab-badge.svg").write_text("<svg/>", encoding="utf-8")
+    badge = new_markdown_cell(f"[![Open In Colab]({colab.BADGE_IMAGE})](https://colab)")
+    install = new_code_cell("import sys")
+    install.metadata["tags"] = [colab.INSTALL_TAG]
+    nbformat.write(new_notebook(cells=[badge, install, new_markdown_cell("# One")]),
+                   root / "notebooks" / "01_one.ipynb")
+    if with_zh:
+        (root / "notebooks" / "zh").mkdir()
+        nbformat.write(new_notebook(cells=[badge, new_markdown_cell("# 一")]),
+                       root / "notebooks" / "zh" / "01_one.ipynb")
+    return root
+
+
+def test_english_only_site_has_one_edition_and_local_badges(tmp_path: Path) -> None:
+    root = _repo(tmp_path, with_zh=False)
+    src = tmp_path / "src"
+    languages = bs.assemble(root, src)
+    assert [e["code"] for e in languages["editions"]] == ["en"]
+    index = (src / "index.md").read_text(encoding="utf-8")
+    assert "notebooks/01_one" in index and "中文" not in index
+    assert colab.BADGE_IMAGE not in index
+    nb = nbformat.read(src / "notebooks" / "01_one.ipynb", as_version=4)
+    assert "../" + bs.BADGE_FILE in nb.cells[0].source
+    assert "remove-cell" in nb.cells[1].metadata["tags"]  # the Colab-only cell is not shown
+    assert (src / bs.BADGE_FILE).is_file() and (src / "docs" / "api.md").is_file()
+
+
+def test_chinese_edition_gets_a_section_and_counterparts(tmp_path: Path) -> None:
+    root = _repo(tmp_path, with_zh=True)
+    src = tmp_path / "src"
+    languages = bs.assemble(root, src)
+    assert [e["code"] for e in languages["editions"]] == ["en", "zh"]
+    assert languages["pages"]["notebooks/01_one"] == {"_self": "en", "zh": "notebooks/zh/01_one"}
+    assert languages["pages"]["notebooks/zh/01_one"] == {"_self": "zh", "en": "notebooks/01_one"}
+    index = (src / "index.md").read_text(encoding="utf-8")
+    assert ":caption: 中文版 (Chinese edition)" in index and "notebooks/zh/01_one" in index
+    zh = nbformat.read(src / "notebooks" / "zh" / "01_one.ipynb", as_version=4)
+    assert "../../" + bs.BADGE_FILE in zh.cells[0].source
+    stored = json.loads((src / "_languages.json").read_text(encoding="utf-8"))
+    assert stored == languages
+
+
+def test_rebuild_drops_deleted_notebooks_and_leaves_unchanged_files_alone(tmp_path: Path) -> None:
+    root = _repo(tmp_path, with_zh=True)
+    src = tmp_path / "src"
+    bs.assemble(root, src)
+    kept = src / "notebooks" / "01_one.ipynb"
+    mtime = kept.stat().st_mtime_ns
+    (root / "notebooks" / "zh" / "01_one.ipynb").unlink()
+    bs.assemble(root, src)
+    assert not (src / "notebooks" / "zh" / "01_one.ipynb").exists()
+    assert kept.stat().st_mtime_ns == mtime
+
+
+def test_a_damaged_mathjax_download_is_refused(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / f"mathjax-{bs.MATHJAX_VERSION}.tgz").write_bytes(b"not the package")
+    with pytest.raises(bs.SiteBuildError, match="sha256"):
+        bs.vendor_mathjax(cache)
