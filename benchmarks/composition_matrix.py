@@ -30,7 +30,13 @@ from fedlearn.compression import Compressed, TopK  # noqa: E402
 from fedlearn.privacy import DPFedAvg  # noqa: E402
 from fedlearn.secagg import DistributedGaussian, SecureAggregation  # noqa: E402
 from tests.test_aggregators_matrix import ALGORITHMS, CLIP, max_diff, run  # noqa: E402
-from tests.test_aggregators_noise import N, clear_sum, hospitals, zero_updates  # noqa: E402
+from tests.test_aggregators_noise import (  # noqa: E402
+    N,
+    central_dp_noise,
+    clear_sum,
+    hospitals,
+    zero_updates,
+)
 
 COLUMNS = {
     "Secure": (lambda a: SecureAggregation(ALGORITHMS[a](True), clip=CLIP, threshold=2),
@@ -66,18 +72,11 @@ def cell(alg: str, column: str) -> str:
 
 def noise_rows() -> list[str]:
     rows = []
-    z, c, k = 1.3, 0.7, 6
+    k = 6
     for weighted in (False, True):
-        ups = zero_updates(k)
-        dp = DPFedAvg(fl.FedAvg(weighted=weighted), noise_multiplier=z, clip_norm=c, seed=4)
-        clients = hospitals(k)
-        dp.start({"w": torch.zeros(N)}, clients)
-        out = dp.aggregate_round(1, {"w": torch.zeros(N)}, ups)
-        row = out.measurements["central_dp"]
-        weights = [float(cl.num_train) if weighted else 1.0 for cl in clients]
-        noise = out.state["w"].double() * row["denominator"] - clear_sum(ups, weights)
+        _, noise, assumed = central_dp_noise(weighted)
         rows.append(f"| CentralDP, 6 of 6, {'weighted' if weighted else 'unweighted'} | "
-                    f"{float(noise.std()):.4f} | {z * c * max(weights):.4f} |")
+                    f"{float(noise.std()):.4f} | {assumed:.4f} |")
     for reported in (3, 4, 5, 6):
         ddp = DistributedGaussian(clip_norm=1.0, noise_multiplier=1.0, seed=2)
         strat = SecureAggregation(fl.FedAvg(weighted=False), transform=ddp, threshold=2 / 3,

@@ -46,9 +46,9 @@ def clear_sum(updates: list[fl.ClientUpdate], weights: list[float]) -> torch.Ten
     return sum(w * u.delta["w"].double() for u, w in zip(updates, weights, strict=True))
 
 
-@pytest.mark.parametrize("weighted", [False, True])
-def test_central_dp_noise_has_the_assumed_std(weighted: bool) -> None:
-    z, c, k = 1.3, 0.7, 6
+def central_dp_noise(weighted: bool, z: float = 1.3, c: float = 0.7, k: int = 6
+                     ) -> tuple[fl.strategy.RoundOutcome, torch.Tensor, float]:
+    """One central-DP round over 6 hospitals: (outcome, noise on the sum, assumed std)."""
     ups = zero_updates(k)
     dp = DPFedAvg(fl.FedAvg(weighted=weighted), noise_multiplier=z, clip_norm=c, seed=4)
     clients = hospitals(k)
@@ -57,8 +57,13 @@ def test_central_dp_noise_has_the_assumed_std(weighted: bool) -> None:
     row = out.measurements["central_dp"]
     weights = [float(cl.num_train) if weighted else 1.0 for cl in clients]
     noise = out.state["w"].double() * row["denominator"] - clear_sum(ups, weights)
-    assumed = z * c * max(weights)  # what the accountant's sensitivity w_max C assumes
-    assert row["noise_std_on_sum"] == pytest.approx(assumed)
+    return out, noise, z * c * max(weights)  # the accountant's sensitivity is w_max C
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_central_dp_noise_has_the_assumed_std(weighted: bool) -> None:
+    out, noise, assumed = central_dp_noise(weighted)
+    assert out.measurements["central_dp"]["noise_std_on_sum"] == pytest.approx(assumed)
     lo, hi = interval(assumed)
     assert lo <= float(noise.std()) <= hi
 

@@ -174,7 +174,9 @@ def dp_local_train(model: nn.Module, global_state: StateDict, data: TensorDatase
 class DPClient(Client):
     """A hospital that trains with DP-SGD and keeps its own privacy ledger across rounds.
 
-    Attributes (beyond :class:`~fedlearn.client.Client`'s):
+    It has every attribute of :class:`~fedlearn.client.Client`, and these:
+
+    Attributes:
         noise_multiplier: sigma, the noise std in units of ``max_grad_norm``.
         max_grad_norm: C, the per-patient gradient clipping norm.
         delta: the delta at which this hospital reports epsilon (keep it well below 1/n).
