@@ -24,8 +24,8 @@ To add a module, add ONE line to ``_EXPORTS``: its name and the names it lends t
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+import importlib as _importlib
+from typing import Any as _Any
 
 __version__ = "0.1.0"
 
@@ -73,12 +73,12 @@ _ORIGIN: dict[str, str] = {name: mod for mod, names in _EXPORTS.items() for name
 __all__ = [*_STAR_MODULES, *_ORIGIN]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _Any:
     """Import the submodule ``name``, or the module that defines ``name``, on first use."""
     if name in _EXPORTS:
-        value: Any = importlib.import_module(f"{__name__}.{name}")
+        value: _Any = _importlib.import_module(f"{__name__}.{name}")
     elif name in _ORIGIN:
-        value = getattr(importlib.import_module(f"{__name__}.{_ORIGIN[name]}"), name)
+        value = getattr(_importlib.import_module(f"{__name__}.{_ORIGIN[name]}"), name)
     else:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     globals()[name] = value  # later look-ups are plain attribute reads
