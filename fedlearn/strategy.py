@@ -273,6 +273,18 @@ class StrategyWrapper(Strategy):
     def __init__(self, inner: Strategy) -> None:
         self.inner = inner
 
+    def check_weighted(self, weighted: bool | None) -> None:
+        """Refuse a ``weighted=`` argument that contradicts the inner strategy's.
+
+        A wrapper sums what the inner strategy asks for, weights included, so the weighting
+        is set in one place only.
+        """
+        if weighted is not None and bool(weighted) != bool(self.inner.weighted):
+            raise ValueError(f"weighted={weighted} disagrees with the inner strategy's "
+                             f"weighted={self.inner.weighted}: {type(self).__name__} sums what "
+                             f"the inner strategy asks for; set it on the inner strategy, e.g. "
+                             f"FedAvg(config, weighted={weighted})")
+
     def __getattr__(self, attr: str) -> Any:
         # only called when normal lookup fails; "inner" itself must not recurse (unpickling)
         if attr in ("inner", "_aggregator") or attr.startswith("__"):

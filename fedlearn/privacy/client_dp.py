@@ -79,11 +79,7 @@ class DPFedAvg(StrategyWrapper):
                  adaptive: AdaptiveClipping | None = None, delta: float = 1e-5,
                  seed: int = 0, buffers: str = "refuse") -> None:
         super().__init__(inner)
-        if weighted is not None and bool(weighted) != bool(inner.weighted):
-            raise ValueError(f"weighted={weighted} disagrees with the inner strategy's "
-                             f"weighted={inner.weighted}: DP-FedAvg sums what the inner "
-                             f"strategy asks for; set it there, e.g. "
-                             f"FedAvg(config, weighted={weighted})")
+        self.check_weighted(weighted)
         if not 0 < client_rate <= 1:
             raise ValueError(f"client_rate must be in (0, 1], got {client_rate}")
         self.dp = CentralDP(None, noise_multiplier=noise_multiplier, clip_norm=clip_norm,

@@ -71,10 +71,7 @@ class SecureAggregation(StrategyWrapper):
                  max_weight: int | None = None, transform: DistributedDP | None = None,
                  dropout_rate: float = 0.0, seed: int | None = 0) -> None:
         super().__init__(inner)
-        if weighted is not None and bool(weighted) != bool(inner.weighted):
-            raise ValueError(f"weighted={weighted} disagrees with the inner strategy's "
-                             f"weighted={inner.weighted}: set it on the inner strategy, e.g. "
-                             f"FedAvg(config, weighted={weighted})")
+        self.check_weighted(weighted)
         self.secure = Secure(clip=clip, bits=bits, threshold=threshold, max_weight=max_weight,
                              dropout_rate=dropout_rate, seed=seed)
         leaf: Secure | DistributedDP = self.secure
