@@ -105,7 +105,8 @@ def run(alg: str, strategy: fl.Strategy) -> tuple[fl.History, list[dict[str, tor
                           for cid, bn in core.local_bn.items()})
 
     hist = fl.run(model_for(alg), clients(), strategy, rounds=ROUNDS, seed=1, progress=False,
-                  callback=snapshot, system=SystemModel(step_budgets=BUDGETS))
+                  callback=snapshot, system=SystemModel(step_budgets=BUDGETS),
+                  release_unaccounted=("train_loss", "test_metrics"))  # compared across stacks
     return hist, states, extra, strategy
 
 
