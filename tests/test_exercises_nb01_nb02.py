@@ -289,3 +289,20 @@ def test_largest_stable_lr_is_the_divergence_threshold() -> None:
             w = w - factor * lr_max * (a @ w)
         assert (float(w.norm()) < 1e-3) == converges
 
+
+
+def test_lr_decay_accepts_a_harmonic_schedule(capsys: pytest.CaptureFixture[str]) -> None:
+    nb02.check_lr_decay(lambda t: 0.3 / (1 + t / 10))
+    assert capsys.readouterr().out.startswith("Correct:")
+
+
+@pytest.mark.parametrize(("wrong", "hint"), [
+    (lambda t: 0.3, "biased fixed point"),                  # constant rate
+    (lambda t: 0.3 * 0.5 ** t, "training stops early"),     # geometric: the sum converges
+    (lambda t: 1.5 / (1 + t), "unstable"),                   # too large a start
+    (lambda t: 0.3 / (1 + t / 1000), "biased fixed point"),  # decays far too slowly
+    (lambda t: -0.1, "positive"),
+])
+def test_lr_decay_rejects_wrong_schedules(wrong, hint: str) -> None:
+    with pytest.raises(AssertionError, match=hint):
+        nb02.check_lr_decay(wrong)
