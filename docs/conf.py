@@ -50,7 +50,9 @@ nb_execution_mode = "off"
 # The default loads require.js and the widget manager from a CDN on pages with widget state;
 # the notebooks draw no widgets the site needs (progress bars are off), so load nothing.
 nb_ipywidgets_js: dict[str, dict[str, str]] = {}
-myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "deflist"]
+# attrs_inline: the glossary's row anchors reach the site as inline targets []{#term}
+# (tools/build_site.py rewrites GLOSSARY.md's <a id="term"></a>), so GLOSSARY.md#term resolves.
+myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "deflist", "attrs_inline"]
 myst_heading_anchors = 3
 # Markdown cells are written for Jupyter/GitHub, where an H1 per notebook is the title and the
 # later sections start at H2; do not turn that into warnings.

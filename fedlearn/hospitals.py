@@ -304,6 +304,7 @@ class Consortium:
 def build_consortium(data: object, hospitals: Sequence[tuple[str, float]] = HOSPITALS, *,
                      alpha: float = 1.0, min_per_class: tuple[int, int, int] = (5, 1, 3),
                      scanners: Sequence[Scanner] | None = None, disease_label: int | None = None,
+                     train_class_counts: tuple[int, int] | None = None,
                      seed: int = 0) -> Consortium:
     """Hospitals from a loaded MedMNIST data set (``fedlearn.data.load_medmnist(...)``).
 
@@ -316,6 +317,11 @@ def build_consortium(data: object, hospitals: Sequence[tuple[str, float]] = HOSP
             (train, val, test), so each hospital's sensitivity and specificity are defined.
         scanners: one :class:`Scanner` per hospital (feature skew), or None.
         disease_label: the original label meaning disease (default: :data:`DISEASE_LABEL`).
+        train_class_counts: ``(healthy, disease)`` training images to keep (a seeded
+            :func:`fedlearn.partition.class_subsample`) before dealing them out, so that the
+            hospitals' per-class counts are the same on every copy of the data (the course's
+            offline PneumoniaMNIST has 388 normal training images, the official file 1,214).
+            None keeps every training image.
         seed: seeds every random split.
     """
     flag = str(getattr(data, "flag", "custom"))
@@ -331,6 +337,13 @@ def build_consortium(data: object, hospitals: Sequence[tuple[str, float]] = HOSP
             raise ValueError(f"{flag} {s}: expected binary integer labels, got shape "
                              f"{tuple(y.shape)} with values {y.unique().tolist()}")
         xs[s], ys[s] = x, (y == disease).long()  # re-code: 1 = disease
+    if train_class_counts is not None:
+        # its own stream: how many draws a subsample consumes depends on the copy's class
+        # sizes, and the partitions below must not (same per-class counts on every copy)
+        own = np.random.default_rng([seed, 1])
+        keep = torch.as_tensor(partition.class_subsample(ys["train"].numpy(),
+                                                         list(train_class_counts), own))
+        xs["train"], ys["train"] = xs["train"][keep], ys["train"][keep]
     parts = {"train": skewed_label_partition(ys["train"].numpy(), [w for _, w in hospitals],
                                              alpha, min_per_class[0], rng)}
     ref = np.stack([np.bincount(ys["train"].numpy()[p], minlength=2) for p in parts["train"]])

@@ -14,6 +14,10 @@ Partitioners (from most to least homogeneous):
 * :func:`shard_partition` -- McMahan et al. (2017) pathological non-IID shards.
 * :func:`natural_partition` -- the real site ids, when the data has them (e.g. Heart Disease).
 
+Before partitioning, :func:`class_subsample` keeps a fixed number of examples per class, so that
+a notebook's hospitals have the same per-class counts whichever copy of a data set is loaded
+(the course's offline PneumoniaMNIST has 388 normal training images, the official file 1,214).
+
 Diagnostics: :func:`label_counts`, :func:`label_tv_distance`, :func:`summarize` and
 :func:`plot_label_counts` make the simulated heterogeneity visible.
 """
@@ -33,6 +37,7 @@ Seed = int | np.random.Generator
 
 __all__ = [
     "Seed",
+    "class_subsample",
     "dirichlet_partition",
     "iid_partition",
     "label_counts",
@@ -110,6 +115,45 @@ def _split(indices: np.ndarray, sizes: np.ndarray) -> list[np.ndarray]:
 
 
 # --------------------------------------------------------------------------------- partitioners
+
+
+def class_subsample(labels: Sequence | np.ndarray, counts: Sequence[int] | dict[int, int],
+                    seed: Seed = 0) -> np.ndarray:
+    """Indices of a seeded random subset with exactly ``counts[c]`` examples of each class ``c``.
+
+    Why: a composition written as "every normal image plus 612 pneumonia ones" depends on the
+    copy of the data (388 normal images offline, 1,214 in the official PneumoniaMNIST), so the
+    same notebook would print 39 % normal on one and 66 % on the other. Fixed per-class counts
+    that every copy can supply give the same composition everywhere.
+
+    The result is ordered **class by class** (all kept examples of class 0, in increasing index
+    order, then class 1, ...), so ``labels[result]`` is the same vector for every copy with
+    enough examples per class. Every partitioner above is a function of that label vector (or
+    only of its length) and a seed, so the per-class counts of each simulated hospital are then
+    the same on every copy too; only which images they are differs.
+
+    Args:
+        labels: integer class ids, one per example.
+        counts: how many examples of each class to keep: a sequence indexed by class id, or a
+            dict ``{class id: count}`` (classes not listed are dropped).
+        seed: seeds the draw within each class.
+
+    Raises:
+        ValueError: naming the class, the count asked for and the count available.
+    """
+    y = _int_labels(labels)
+    wanted = dict(counts) if isinstance(counts, dict) else dict(enumerate(counts))
+    rng = _rng(seed)
+    chosen = []
+    for c in sorted(wanted):
+        need = _check_int(f"counts[{c}]", wanted[c], 0)
+        idx = np.flatnonzero(y == c)
+        if need > idx.size:
+            raise ValueError(
+                f"counts[{c}] = {need} but the labels hold only {idx.size} examples of class {c}: "
+                f"ask for at most {idx.size} (counts must be available in every copy of the data)")
+        chosen.append(np.sort(rng.choice(idx, need, replace=False)))
+    return np.concatenate(chosen).astype(np.int64) if chosen else np.zeros(0, dtype=np.int64)
 
 
 def iid_partition(n: int, num_clients: int, seed: Seed = 0) -> list[np.ndarray]:

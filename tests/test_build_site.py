@@ -86,3 +86,14 @@ def test_a_damaged_mathjax_download_is_refused(tmp_path: Path) -> None:
     (cache / f"mathjax-{bs.MATHJAX_VERSION}.tgz").write_bytes(b"not the package")
     with pytest.raises(bs.SiteBuildError, match="sha256"):
         bs.vendor_mathjax(cache)
+
+
+def test_glossary_anchors_become_myst_targets(tmp_path: Path) -> None:
+    """GLOSSARY.md's HTML row anchors reach the site as MyST inline targets, which Sphinx knows
+    (an <a id> it does not, and a link to it would be a myst.xref_missing warning)."""
+    root = _repo(tmp_path, with_zh=False)
+    (root / "notebooks" / "GLOSSARY.md").write_text(
+        '| <a id="fednova"></a>FedNova | x | y |\n', encoding="utf-8")
+    bs.assemble(root, tmp_path / "src")
+    text = (tmp_path / "src" / "notebooks" / "GLOSSARY.md").read_text(encoding="utf-8")
+    assert text == "| []{#fednova}FedNova | x | y |\n"

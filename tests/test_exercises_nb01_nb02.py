@@ -101,14 +101,57 @@ def test_fixed_point_references_are_minimisers(skewed) -> None:
         assert torch.allclose(nb01.logreg_direction(run), ref, atol=1e-3)
 
 
-def test_weighting_bias(skewed, capsys: pytest.CaptureFixture[str]) -> None:
-    clients, unweighted, weighted = skewed
-    nb01.check_weighting_bias(unweighted, weighted, clients)
+BIAS_CFG = fl.TrainConfig(steps=5, batch_size=8, lr=0.1)
+BIAS_ROUNDS = 8
+
+
+def _fedavg(clients: list[fl.Client], weighted: bool, cfg: fl.TrainConfig = BIAS_CFG,
+            seed: int = 0) -> fl.History:
+    model = fl.make_model("logreg", in_features=4, seed=seed)
+    return fl.run(model, clients, fl.FedAvg(cfg, weighted=weighted), rounds=BIAS_ROUNDS,
+                  eval_every=0, seed=seed, progress=False)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny tensors: one thread avoids thread hand-off overhead that dominates on a busy CPU
+    (the checkers replay runs, so this matters here)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def fedavg_runs() -> tuple[list[fl.Client], fl.History, fl.History]:
+    clients = _skewed_clients()
+    return clients, _fedavg(clients, weighted=False), _fedavg(clients, weighted=True)
+
+
+def test_fixed_points_rejects_an_untrained_model(skewed) -> None:
+    clients, _, weighted = skewed
+    untrained = fl.make_model("logreg", in_features=4, seed=0)
+    with pytest.raises(AssertionError, match="not converged"):
+        nb01.check_fixed_points(untrained, weighted, clients)
+
+
+def test_weighting_bias(fedavg_runs, capsys: pytest.CaptureFixture[str]) -> None:
+    clients, unweighted, weighted = fedavg_runs
+    nb01.check_weighting_bias(unweighted, weighted, clients, cfg=BIAS_CFG, rounds=BIAS_ROUNDS)
     assert "specificity" in capsys.readouterr().out
-    with pytest.raises(AssertionError, match="swap"):
-        nb01.check_weighting_bias(weighted, unweighted, clients)
-    with pytest.raises(AssertionError, match="identical"):
-        nb01.check_weighting_bias(weighted, weighted, clients)
+
+
+def test_weighting_bias_rejects_wrong_runs(fedavg_runs) -> None:
+    """Swapped runs, an untrained model and another configuration are each named."""
+    clients, unweighted, weighted = fedavg_runs
+    untrained = fl.make_model("logreg", in_features=4, seed=0)
+    other_lr = _fedavg(clients, weighted=False, cfg=fl.TrainConfig(steps=5, batch_size=8, lr=0.3))
+    other_seed = _fedavg(clients, weighted=True, seed=1)
+    for args, hint in [((weighted, unweighted), "swap"), ((weighted, weighted), "identical"),
+                       ((untrained, weighted), "untrained"), ((other_lr, weighted), "not FedAvg"),
+                       ((unweighted, other_seed), "seed=0")]:
+        with pytest.raises(AssertionError, match=hint):
+            nb01.check_weighting_bias(*args, clients, cfg=BIAS_CFG, rounds=BIAS_ROUNDS)
 
 
 def _recover(update: ClientUpdate) -> tuple[torch.Tensor, int]:
@@ -246,3 +289,20 @@ def test_largest_stable_lr_is_the_divergence_threshold() -> None:
             w = w - factor * lr_max * (a @ w)
         assert (float(w.norm()) < 1e-3) == converges
 
+
+
+def test_lr_decay_accepts_a_harmonic_schedule(capsys: pytest.CaptureFixture[str]) -> None:
+    nb02.check_lr_decay(lambda t: 0.3 / (1 + t / 10))
+    assert capsys.readouterr().out.startswith("Correct:")
+
+
+@pytest.mark.parametrize(("wrong", "hint"), [
+    (lambda t: 0.3, "biased fixed point"),                  # constant rate
+    (lambda t: 0.3 * 0.5 ** t, "training stops early"),     # geometric: the sum converges
+    (lambda t: 1.5 / (1 + t), "unstable"),                   # too large a start
+    (lambda t: 0.3 / (1 + t / 1000), "biased fixed point"),  # decays far too slowly
+    (lambda t: -0.1, "positive"),
+])
+def test_lr_decay_rejects_wrong_schedules(wrong, hint: str) -> None:
+    with pytest.raises(AssertionError, match=hint):
+        nb02.check_lr_decay(wrong)

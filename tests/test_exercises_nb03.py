@@ -131,29 +131,66 @@ def test_fedavg_is_fedsgd_rejects(strategy, hint: str) -> None:
 
 # --------------------------------------------------------------------- predict the faster run
 
+LR = 0.05
 
-def _history(curve: list[float], metric: str = "auroc") -> fl.History:
-    hist = fl.History(strategy="FedAvg")
+
+def _hospitals() -> list[fl.Client]:
+    return [fl.Client(cid=k, train=blobs(40 + 13 * k, seed=k), test=blobs(30, seed=10 + k))
+            for k in range(3)]
+
+
+def _new_model() -> torch.nn.Module:
+    return fl.make_model("logreg", in_features=5, seed=0)
+
+
+def _run(epochs: int, batch: int | None, lr: float = LR, seed: int = 0) -> fl.History:
+    strat = fl.FedAvg(fl.TrainConfig(epochs=epochs, batch_size=batch, lr=lr))
+    return fl.run(_new_model(), _hospitals(), strat, rounds=3, seed=seed, progress=False)
+
+
+@pytest.fixture(scope="module")
+def runs() -> dict[str, fl.History]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return {"A": _run(10, None), "B": _run(2, 10)}
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _with_curve(hist: fl.History, curve: list[float], metric: str = "auroc") -> fl.History:
+    """The same run (its rounds identify the configuration) with a chosen learning curve, to
+    test the decision logic on every outcome."""
+    out = fl.History(strategy=hist.strategy, rounds=list(hist.rounds))
     for rnd, value in enumerate(curve):
-        hist.log_eval(rnd, "pooled", {metric: value})
-    return hist
+        out.log_eval(rnd, "pooled", {metric: value})
+    return out
 
 
-def test_fewer_rounds_accepts_the_measured_winner(capsys: pytest.CaptureFixture[str]) -> None:
-    slow, fast = _history([0.5, 0.7, 0.8, 0.91]), _history([0.5, 0.92, 0.93, 0.93])
-    nb03.check_fewer_rounds("B", slow, fast)
-    nb03.check_fewer_rounds(" a ", fast, slow)
+def _check(prediction: str, a: fl.History, b: fl.History, **kw) -> None:
+    nb03.check_fewer_rounds(prediction, a, b, _hospitals(), _new_model, lr=LR, seed=0, **kw)
+
+
+def test_fewer_rounds_accepts_the_measured_winner(runs, capsys) -> None:
+    slow, fast = [0.5, 0.7, 0.8, 0.91], [0.5, 0.92, 0.93, 0.93]
+    _check("B", _with_curve(runs["A"], slow), _with_curve(runs["B"], fast))
+    _check(" a ", _with_curve(runs["A"], fast), _with_curve(runs["B"], slow))
     out = capsys.readouterr().out
     assert out.count("Correct:") == 2 and "round 1" in out and "round 3" in out
 
 
-def test_fewer_rounds_counts_never_reached_as_slower(capsys: pytest.CaptureFixture[str]) -> None:
-    nb03.check_fewer_rounds("A", _history([0.5, 0.95]), _history([0.5, 0.6, 0.7]))
+def test_fewer_rounds_accepts_the_real_runs(runs, capsys) -> None:
+    _check("B", runs["A"], runs["B"], target=0.5, metric="accuracy")
+    assert "Correct:" in capsys.readouterr().out
+
+
+def test_fewer_rounds_counts_never_reached_as_slower(runs, capsys) -> None:
+    _check("A", _with_curve(runs["A"], [0.5, 0.95]), _with_curve(runs["B"], [0.5, 0.6, 0.7]))
     assert "not reached" in capsys.readouterr().out
 
 
-def test_fewer_rounds_tie(capsys: pytest.CaptureFixture[str]) -> None:
-    nb03.check_fewer_rounds("A", _history([0.5, 0.95]), _history([0.4, 0.91]))
+def test_fewer_rounds_tie(runs, capsys) -> None:
+    _check("A", _with_curve(runs["A"], [0.5, 0.95]), _with_curve(runs["B"], [0.4, 0.91]))
     assert "tie" in capsys.readouterr().out
 
 
@@ -162,18 +199,34 @@ def test_fewer_rounds_tie(capsys: pytest.CaptureFixture[str]) -> None:
     ("C", [0.5, 0.95], [0.5, 0.7], "'A' or 'B'"),
     ("A", [0.5, 0.6], [0.5, 0.7], "neither run"),
 ])
-def test_fewer_rounds_rejects(prediction: str, a: list[float], b: list[float], hint: str) -> None:
+def test_fewer_rounds_rejects(runs, prediction: str, a: list[float], b: list[float],
+                              hint: str) -> None:
     with pytest.raises(AssertionError, match=hint):
-        nb03.check_fewer_rounds(prediction, _history(a), _history(b))
+        _check(prediction, _with_curve(runs["A"], a), _with_curve(runs["B"], b))
 
 
-def test_fewer_rounds_needs_histories() -> None:
+def test_fewer_rounds_rejects_swapped_and_misconfigured_runs(runs) -> None:
+    """The typical wrong runs: swapped histories (they used to pass), a wrong learning rate,
+    the wrong batch size, another seed and a History with no rounds."""
+    with pytest.raises(AssertionError, match="swap them"):
+        _check("A", runs["B"], runs["A"])
+    with pytest.raises(AssertionError, match="hist_a is not configuration A"):
+        _check("B", _run(10, None, lr=0.2), runs["B"])
+    with pytest.raises(AssertionError, match="hist_b is not configuration B"):
+        _check("B", runs["A"], _run(2, 20))
+    with pytest.raises(AssertionError, match="seed=0"):
+        _check("B", runs["A"], _run(2, 10, seed=3))
+    with pytest.raises(AssertionError, match="no rounds"):
+        _check("B", _with_curve(fl.History(), [0.5, 0.95]), runs["B"])
+
+
+def test_fewer_rounds_needs_histories(runs) -> None:
     with pytest.raises(AssertionError, match="History"):
-        nb03.check_fewer_rounds("A", fl.History(), _history([0.5, 0.95]))
+        _check("A", fl.History(), runs["B"])
 
 
-def test_fewer_rounds_other_metric(capsys: pytest.CaptureFixture[str]) -> None:
-    a = _history([0.6, 0.7, 0.86], metric="accuracy")
-    b = _history([0.6, 0.9], metric="accuracy")
-    nb03.check_fewer_rounds("B", a, b, target=0.85, metric="accuracy")
+def test_fewer_rounds_other_metric(runs, capsys) -> None:
+    a = _with_curve(runs["A"], [0.6, 0.7, 0.86], metric="accuracy")
+    b = _with_curve(runs["B"], [0.6, 0.9], metric="accuracy")
+    _check("B", a, b, target=0.85, metric="accuracy")
     assert capsys.readouterr().out.startswith("Correct:")

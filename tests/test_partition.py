@@ -13,6 +13,7 @@ import pytest  # noqa: E402
 from hypothesis import assume, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
+from fedlearn import partition  # noqa: E402
 from fedlearn.partition import (  # noqa: E402
     dirichlet_partition,
     iid_partition,
@@ -362,3 +363,22 @@ def test_invalid_arguments(call, match):
 def test_seed_must_be_int_or_generator():
     with pytest.raises(TypeError, match="seed must be an int"):
         iid_partition(10, 2, seed=None)
+
+
+@SETTINGS
+@given(st.lists(st.integers(0, 2), min_size=1, max_size=60), st.integers(0, 2**31 - 1))
+def test_class_subsample_keeps_exactly_the_counts_class_by_class(labels, seed):
+    y = np.asarray(labels)
+    have = np.bincount(y, minlength=3)
+    counts = [int(c) // 2 for c in have]
+    keep = partition.class_subsample(y, counts, seed=seed)
+    assert len(set(keep.tolist())) == len(keep) == sum(counts)
+    assert np.array_equal(y[keep], np.repeat(np.arange(3), counts))  # class-blocked order
+    assert np.array_equal(keep, partition.class_subsample(y, counts, seed=seed))
+
+
+def test_class_subsample_dict_drops_unlisted_classes_and_names_a_short_class():
+    y = np.array([0, 0, 1, 1, 1, 2])
+    assert sorted(y[partition.class_subsample(y, {1: 2})].tolist()) == [1, 1]
+    with pytest.raises(ValueError, match=r"counts\[2\] = 2 .* only 1 examples of class 2"):
+        partition.class_subsample(y, [1, 1, 2])

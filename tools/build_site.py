@@ -27,6 +27,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -107,6 +108,16 @@ def _write_if_changed(path: Path, data: bytes) -> None:
     path.write_bytes(data)
 
 
+HTML_ANCHOR = re.compile(r'<a id="([A-Za-z0-9_-]+)"></a>')
+
+
+def _site_markdown(data: bytes) -> bytes:
+    """A Markdown page as the site shows it: ``<a id="x"></a>`` anchors (the glossary's rows,
+    which GitHub and Jupyter honour) become MyST inline targets ``[]{#x}``, so that the
+    notebooks' links ``GLOSSARY.md#x`` resolve under Sphinx's warnings-as-errors."""
+    return HTML_ANCHOR.sub(r"[]{#\1}", data.decode("utf-8")).encode("utf-8")
+
+
 def _site_notebook(path: Path, src: Path, depth: int) -> bytes:
     """The notebook as the site shows it: the Colab badge image comes from the site itself, and
     the Colab-only install cell, which does nothing off Colab, is not shown."""
@@ -180,7 +191,7 @@ def assemble(root: Path, src: Path) -> dict:
             wanted[src / rel] = _site_notebook(path, src, depth=len(rel.parts) - 1)
     for folder in ("notebooks", "notebooks/zh"):
         for md in sorted((root / folder).glob("*.md")):
-            wanted[src / md.relative_to(root)] = md.read_bytes()
+            wanted[src / md.relative_to(root)] = _site_markdown(md.read_bytes())
     wanted[src / "data/README.md"] = (root / "data/README.md").read_bytes()
     docs = root / "docs"
     for md in sorted(docs.glob("*.md")):

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from fedlearn.data._files import locate
+from fedlearn.data._files import locate, md5sum
 from fedlearn.data._medmnist_table import MEDMNIST_TABLE
 from fedlearn.data.errors import CorruptFileError, SchemaError
 
@@ -119,6 +119,20 @@ class MedMNIST:
     def __repr__(self) -> str:
         sizes = ", ".join(f"{name}={len(self.split(name))}" for name in SPLITS)
         return f"MedMNIST(flag={self.flag!r}, task={self.task!r}, {sizes}, path='{self.path}')"
+
+    def provenance(self) -> str:
+        """Which file these tensors came from, for a notebook to state beside its outputs.
+
+        Offline copies are not md5-checked and need not be the official file (the course's
+        offline PneumoniaMNIST lacks 826 normal training images), so a notebook's numbers are
+        only reproducible together with this line: file name, md5, whether it is the official
+        file, and the split sizes.
+        """
+        md5 = md5sum(self.path)
+        which = ("the official file" if md5 == self.info.md5 else
+                 f"NOT the official file (md5 {self.info.md5})")
+        sizes = "/".join(str(len(self.split(s))) for s in SPLITS)
+        return f"{self.path.name}: md5 {md5}, {which}; train/val/test {sizes} images"
 
     def split(self, name: str) -> TensorDataset:
         """The TensorDataset of split ``name`` ('train', 'val' or 'test')."""

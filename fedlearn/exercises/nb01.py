@@ -18,6 +18,8 @@ from ..client import Client, TrainConfig, local_train, predict_proba
 from ..history import History
 from ..metrics import classification_metrics
 from ..models import make_model
+from ..simulation import run
+from ..strategy import FedAvg
 from ..update import ClientUpdate
 from ..utils import StateDict, clone_state
 from . import correct
@@ -142,20 +144,54 @@ def _pooled_test_metrics(obj: Model, clients: Sequence[Client]) -> dict[str, flo
     return classification_metrics(y, predict_proba(model, x))
 
 
-def check_weighting_bias(unweighted: Model, weighted: Model, clients: Sequence[Client]) -> None:
+def _replay_fedavg(clients: Sequence[Client], cfg: TrainConfig, rounds: int, weighted: bool,
+                   seed: int) -> torch.Tensor:
+    """The run the exercise asks for, made here: FedAvg(cfg, weighted) from a fresh
+    ``make_model("logreg", seed=seed)`` for ``rounds`` rounds with ``fl.run(..., seed=seed)``."""
+    model = make_model("logreg", in_features=clients[0].train.tensors[0].shape[1], seed=seed)
+    hist = run(model, list(clients), FedAvg(cfg, weighted=weighted), rounds=rounds,
+               eval_every=0, seed=seed, progress=False)
+    return logreg_direction(hist)
+
+
+def check_weighting_bias(unweighted: Model, weighted: Model, clients: Sequence[Client], *,
+                         cfg: TrainConfig, rounds: int, seed: int = 0,
+                         atol: float = 1e-4) -> None:
     """Unweighted (1/K) FedAvg must fit the pooled patients worse than weighted FedAvg.
 
-    The federated objective is the pooled empirical risk, so the run that averages with
-    n_k/n should reach a lower pooled *training* loss. The message also reports what the
-    bias does to the pooled test set in clinical terms.
+    First the two runs are checked to BE the runs asked for: both are replayed here
+    (``fl.FedAvg(cfg, weighted=False/True)`` from ``fl.make_model("logreg", seed=seed)``,
+    ``rounds`` rounds, ``fl.run(..., seed=seed)``) and compared weight by weight, so an
+    untrained model, swapped runs or another configuration are named as such. Then, since
+    the federated objective is the pooled empirical risk, the weighted run must reach the
+    lower pooled *training* loss; the message reports the bias in clinical terms.
     """
-    lu, lw = _pooled_train_loss(unweighted, clients), _pooled_train_loss(weighted, clients)
     assert not torch.allclose(logreg_direction(unweighted), logreg_direction(weighted)), \
         "both models are identical: train one with fl.FedAvg(cfg, weighted=False) and one " \
         "with fl.FedAvg(cfg, weighted=True), each from the same fresh initial model"
+    d = clients[0].train.tensors[0].shape[1]
+    start = logreg_direction(make_model("logreg", in_features=d, seed=seed))
+    ref = {w: _replay_fedavg(clients, cfg, rounds, w, seed) for w in (False, True)}
+    for name, obj, is_weighted in (("unweighted", unweighted, False), ("weighted", weighted, True)):
+        got = logreg_direction(obj)
+        if torch.allclose(got, ref[is_weighted], atol=atol):
+            continue
+        if torch.allclose(got, ref[not is_weighted], atol=atol):
+            raise AssertionError(f"the model passed as `{name}` is the weighted={not is_weighted} "
+                                 "run: did you swap the two runs? Pass the weighted=False run "
+                                 "first")
+        if torch.allclose(got, start, atol=atol):
+            raise AssertionError(f"the model passed as `{name}` is the untrained initial model: "
+                                 f"pass the History that fl.run returned (or the model after "
+                                 f"fl.run), for FedAvg(cfg, weighted={is_weighted})")
+        raise AssertionError(
+            f"the model passed as `{name}` is not FedAvg(cfg, weighted={is_weighted}) run for "
+            f"rounds={rounds} from fl.make_model('logreg', in_features={d}, seed={seed}) with "
+            f"fl.run(..., seed={seed}): use the same cfg, ROUNDS and SEED as section 5")
+    lu, lw = _pooled_train_loss(unweighted, clients), _pooled_train_loss(weighted, clients)
     assert lw < lu, (
-        f"the model passed as `weighted` has the higher pooled training loss ({lw:.4f} vs "
-        f"{lu:.4f}): did you swap the two runs? Pass the weighted=False run first")
+        f"the weighted run has the higher pooled training loss ({lw:.4f} vs {lu:.4f}) on these "
+        "clients: the bias of 1/K averaging needs hospitals of unequal sizes")
     mu, mw = _pooled_test_metrics(unweighted, clients), _pooled_test_metrics(weighted, clients)
     correct(f"pooled training loss {lu:.3f} (1/K) vs {lw:.3f} (n_k/n); on the pooled test set "
             f"sensitivity {mu['sensitivity']:.2f} vs {mw['sensitivity']:.2f}, specificity "

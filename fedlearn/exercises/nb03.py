@@ -25,7 +25,8 @@ from ..utils import clone_state, float_keys, state_nbytes
 from . import correct
 
 __all__ = ["check_local_updates", "check_bytes_per_round", "check_fedavg_is_fedsgd",
-           "check_fewer_rounds", "count_local_steps", "round_nbytes"]
+           "check_fewer_rounds", "count_local_steps", "round_nbytes",
+           "FEWER_ROUNDS_CONFIGS"]
 
 LocalUpdates = Callable[[int, int, int | None], int]
 
@@ -158,19 +159,63 @@ def check_fedavg_is_fedsgd(strategy: FedAvg, lr: float, rounds: int = 5) -> None
                          "weight decay) and the other TrainConfig fields")
 
 
-def check_fewer_rounds(prediction: str, hist_a: History, hist_b: History, target: float = 0.9,
-                       metric: str = "auroc", test_set: str = "pooled") -> None:
+#: the two configurations of exercise 4 (E, B): A does five times the computation of B per round
+FEWER_ROUNDS_CONFIGS = {"A": (10, None), "B": (2, 10)}
+
+
+def _first_round_loss(hist: History) -> float:
+    if not hist.rounds or "train_loss" not in hist.rounds[0]:
+        raise AssertionError("this History has no rounds: pass the History that fl.run returned")
+    return float(hist.rounds[0]["train_loss"])
+
+
+def _replayed_first_round(clients: list[Client], new_model: Callable[[], nn.Module], lr: float,
+                          seed: int) -> dict[str, float]:
+    """Round 1 of each configuration, run here: its mean local training loss identifies it."""
+    out = {}
+    for name, (epochs, batch) in FEWER_ROUNDS_CONFIGS.items():
+        strat = FedAvg(TrainConfig(epochs=epochs, batch_size=batch, lr=lr))
+        hist = run(new_model(), clients, strat, rounds=1, eval_every=0, seed=seed, progress=False)
+        out[name] = _first_round_loss(hist)
+    return out
+
+
+def check_fewer_rounds(prediction: str, hist_a: History, hist_b: History, clients: list[Client],
+                       new_model: Callable[[], nn.Module], *, lr: float, seed: int = 0,
+                       target: float = 0.9, metric: str = "auroc",
+                       test_set: str = "pooled") -> None:
     """``prediction``: "A" or "B", the configuration you expect to reach ``metric >= target``
-    in fewer rounds; ``hist_a``/``hist_b``: your runs of the two configurations."""
+    in fewer rounds; ``hist_a``/``hist_b``: your runs of the two configurations.
+
+    The runs are first checked to be the configurations asked for: the first round of A
+    (E=10, B=inf) and of B (E=2, B=10) with learning rate ``lr`` is replayed here on
+    ``clients`` from ``new_model()`` with ``fl.run(..., seed=seed)``, and its mean local
+    training loss must equal the first round of ``hist_a`` and ``hist_b``. Swapped histories
+    or another configuration are named as such instead of being scored.
+    """
     choice = str(prediction).strip().upper()
     if choice not in ("A", "B"):
         raise AssertionError(f"predict 'A' or 'B', got {prediction!r}")
-    rounds = {}
     for name, hist in (("A", hist_a), ("B", hist_b)):
         if not isinstance(hist, History) or not hist.evals:
             raise AssertionError(f"hist_{name.lower()} must be the History that fl.run returned "
                                  "(with evaluations, eval_every=1)")
-        rounds[name] = hist.rounds_to(target, metric, test_set)
+    ref = _replayed_first_round(list(clients), new_model, lr, seed)
+    got = {"A": _first_round_loss(hist_a), "B": _first_round_loss(hist_b)}
+
+    def same(x: float, y: float) -> bool:
+        return math.isclose(x, y, rel_tol=1e-4, abs_tol=1e-6)
+
+    if same(got["A"], ref["B"]) and same(got["B"], ref["A"]):
+        raise AssertionError("hist_a is configuration B's run and hist_b is A's: swap them")
+    for name, (epochs, batch) in FEWER_ROUNDS_CONFIGS.items():
+        if not same(got[name], ref[name]):
+            raise AssertionError(
+                f"hist_{name.lower()} is not configuration {name}: its first round does not "
+                f"match fl.FedAvg(fl.TrainConfig(epochs={epochs}, batch_size={batch}, lr={lr})) "
+                f"run on these hospitals from new_model() with seed={seed}")
+    rounds = {name: hist.rounds_to(target, metric, test_set)
+              for name, hist in (("A", hist_a), ("B", hist_b))}
     if rounds["A"] is None and rounds["B"] is None:
         raise AssertionError(f"neither run reached {metric} >= {target}: run more rounds")
     ra = rounds["A"] if rounds["A"] is not None else math.inf
