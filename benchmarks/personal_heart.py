@@ -64,6 +64,12 @@ ANCHORS = {"FENDA (FL4Health)": 0.812, "PerFCL (FL4Health)": 0.772,
            "FedPer (FL4Health)": 0.706, "FedAdagrad/FedYogi (FLamby)": 0.731,
            "FedAvg (FLamby)": 0.685}
 TARGET = 0.812
+#: Said in every table, because the grid was changed once after a run had been scored on test.
+NOTE = ("History: a first run used learning rates up to 0.1 only; validation chose the top "
+        "value for every method, so the grid was widened to 0.3 (a validation-driven change, "
+        "but made after that run's test scores had been printed: FedPer .813, FedRep .814, "
+        "FENDA-FL .806, Ditto .798, FedAvg .718, i.e. the same picture). The method chosen on "
+        "validation among the personalised ones was Ditto both times.")
 
 
 def cfg(lr: float) -> fl.TrainConfig:
@@ -85,18 +91,18 @@ def fenda(seed: int) -> nn.Module:
 # name -> (strategy factory, model factory, grid)
 METHODS: dict[str, tuple[Callable[..., fl.Strategy], Callable[[int], nn.Module],
                          dict[str, list[Any]]]] = {
-    "Local": (lambda lr: Ditto(cfg(lr), lam=0.0), logreg, {"lr": [0.01, 0.03, 0.1]}),
-    "FedAvg": (lambda lr: fl.FedAvg(cfg(lr)), logreg, {"lr": [0.01, 0.03, 0.1]}),
+    "Local": (lambda lr: Ditto(cfg(lr), lam=0.0), logreg, {"lr": [0.01, 0.03, 0.1, 0.3]}),
+    "FedAvg": (lambda lr: fl.FedAvg(cfg(lr)), logreg, {"lr": [0.01, 0.03, 0.1, 0.3]}),
     "FineTune": (lambda lr, steps: FineTune(cfg(lr), steps=steps), logreg,
-                 {"lr": [0.03, 0.1], "steps": [10, 50]}),
+                 {"lr": [0.03, 0.1, 0.3], "steps": [10, 50]}),
     "Ditto": (lambda lr, lam: Ditto(cfg(lr), lam=lam), logreg,
-              {"lr": [0.03, 0.1], "lam": [0.01, 0.1, 1.0]}),
+              {"lr": [0.1, 0.3], "lam": [0.01, 0.1, 1.0]}),
     "APFL": (lambda lr: APFL(cfg(lr), alpha=0.5, learn_alpha=True, alpha_lr=0.05), logreg,
-             {"lr": [0.03, 0.1]}),
-    "FedPer": (lambda lr: FedPer(cfg(lr), head=("net.2.",)), mlp, {"lr": [0.03, 0.1]}),
+             {"lr": [0.03, 0.1, 0.3]}),
+    "FedPer": (lambda lr: FedPer(cfg(lr), head=("net.2.",)), mlp, {"lr": [0.03, 0.1, 0.3]}),
     "FedRep": (lambda lr: FedRep(cfg(lr), head=("net.2.",), head_steps=10), mlp,
-               {"lr": [0.03, 0.1]}),
-    "FENDA-FL": (lambda lr: FendaFL(cfg(lr)), fenda, {"lr": [0.03, 0.1]}),
+               {"lr": [0.03, 0.1, 0.3]}),
+    "FENDA-FL": (lambda lr: FendaFL(cfg(lr)), fenda, {"lr": [0.03, 0.1, 0.3]}),
 }
 
 
@@ -162,14 +168,19 @@ def markdown(res: dict[str, Any]) -> str:
             + f" | {r['params']}, {r['rounds']} rounds ({r['val_score']:.3f}) |")
     lines += ["", "Anchors (published, mean of per-client test accuracies): "
               + ", ".join(f"{k} {v:.3f}" for k, v in ANCHORS.items()) + ".", "",
-              res["verdict"], ""]
+              res["verdict"], "", NOTE, ""]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="2 methods, 1 seed; write nothing")
+    ap.add_argument("--markdown", action="store_true", help="rewrite the .md from the .json")
     args = ap.parse_args(argv)
+    if args.markdown:
+        res = json.loads((RESULTS / "personal_heart.json").read_text())
+        (RESULTS / "personal_heart.md").write_text(markdown(res))
+        return 0
     torch.set_num_threads(1)
     t0 = time.time()
     clients = fl.clients_from_sites(fl.data.load_heart_disease(progress=False))
