@@ -1,9 +1,9 @@
 """The composition matrix: every algorithm under every aggregator does what each part says.
 
 Rows: FedAvg, FedProx, SCAFFOLD, FedAvgM, FedAdam, FedYogi, FedAdagrad, FedBN, FedNova, and
-the personalised methods FedPer, FedRep, Ditto, APFL (whose hospitals' own models, kept in
-``client.personal``, are compared like FedBN's layers; FineTune and FENDA-FL, on the same code
-paths as FedAvg and FedPer, join the central-DP column only).
+the personalised methods FedPer and Ditto (whose hospitals' own models, kept in
+``client.personal``, are compared like FedBN's layers; FedRep, FENDA-FL, APFL and FineTune, on
+the same code paths, join the central-DP column only).
 Columns: secure aggregation, central DP, distributed DP inside secure aggregation, top-k
 compression (with error feedback) inside secure aggregation. With the noise off, each wrapped
 run must equal its reference run every round:
@@ -72,13 +72,16 @@ ALGORITHMS: dict[str, Callable[[bool], fl.Strategy]] = {
     "FedBN": lambda w: FedBN(CFG, weighted=w),
     "FedNova": lambda w: FedNova(CFG, weighted=w),
     "FedPer": lambda w: FedPer(CFG, head=("net.2.",), weighted=w),
-    "FedRep": lambda w: FedRep(CFG, head=("net.2.",), head_steps=2, weighted=w),
     "Ditto": lambda w: Ditto(CFG, lam=0.5, weighted=w),
-    "APFL": lambda w: APFL(CFG, alpha=0.5, learn_alpha=True, weighted=w),
 }
-# FineTune sends exactly FedAvg's contributions and FENDA-FL is FedPer with other prefixes (the
-# same code path to every aggregator): they join the cheapest column only, to bound test time
+# FedPer (personal keys kept out of the contribution) and Ditto (a personal model trained by a
+# hook) are the two mechanisms; the methods below reach the aggregators by the same code paths
+# (FedRep and FENDA-FL are FedPer with another schedule or prefixes, APFL a hook like Ditto's,
+# FineTune sends FedAvg's contributions), so they join the cheapest column only, to bound the
+# suite's time
 SAME_PATH: dict[str, Callable[[bool], fl.Strategy]] = {
+    "FedRep": lambda w: FedRep(CFG, head=("net.2.",), head_steps=2, weighted=w),
+    "APFL": lambda w: APFL(CFG, alpha=0.5, learn_alpha=True, weighted=w),
     "FineTune": lambda w: FineTune(CFG, steps=4, weighted=w),
     "FENDA-FL": lambda w: FendaFL(CFG, weighted=w),
 }
