@@ -18,7 +18,7 @@ from .helpers import blobs
 SIZES = [24, 40, 16, 32]
 CFG = fl.TrainConfig(steps=6, batch_size=8, lr=0.1)
 FULL = fl.TrainConfig(steps=4, batch_size=None, lr=0.1)  # full batch: order-free
-ROUNDS = 3
+ROUNDS = 2
 HEAD = ("net.2.",)
 
 
@@ -113,7 +113,7 @@ def test_apfl_alpha_zero_is_fedavg_and_alpha_one_is_local() -> None:
 
 def test_apfl_learns_alpha_inside_the_unit_interval() -> None:
     _, cl, _ = run(APFL(CFG, alpha=0.5, learn_alpha=True, alpha_lr=0.5, personal=CFG),
-                   rounds=4)
+                   rounds=3)
     alphas = [c.personal["APFL"]["alpha"] for c in cl]
     assert all(0.0 <= a <= 1.0 for a in alphas)
     assert any(abs(a - 0.5) > 1e-3 for a in alphas)  # it moved
