@@ -150,9 +150,9 @@ class TuningResult:
 def tune(make_strategy: Callable[..., Strategy], make_model: Callable[[int], nn.Module],
          clients: Sequence[Client], space: Mapping[str, Sequence[Any]], *, rounds: int,
          split: str = "val", k: int = 5, seeds: Sequence[int] = (0,),
-         metric: str = "accuracy", patience: int | None = None, fold_seed: int = 0
-         ) -> TuningResult:
-    """Grid search of ``make_strategy(**params)`` on validation scores only.
+         metric: str = "accuracy", patience: int | None = None, fold_seed: int = 0,
+         sampler: str = "grid", n_trials: int = 10) -> TuningResult:
+    """Search ``make_strategy(**params)`` on validation scores only (grid or Optuna's TPE).
 
     Args:
         make_strategy: builds a fresh strategy from one point of ``space``.
@@ -162,6 +162,9 @@ def tune(make_strategy: Callable[..., Strategy], make_model: Callable[[int], nn.
             inside each hospital's training data). ``"test"`` is refused.
         seeds: training seeds averaged per configuration (repeats shrink the noise).
         patience: early stopping on rounds (None: run all ``rounds``).
+        sampler: ``"grid"`` (every point of ``space``) or ``"tpe"`` (Optuna's Tree-structured
+            Parzen Estimator, the ecosystem's standard, for ``n_trials`` trials over the same
+            values, seeded with ``fold_seed``).
 
     A trial's score is the mean over (fold, seed) runs of each run's best weighted
     validation score; its ``best_round`` is the median of the runs' best rounds.
@@ -177,8 +180,7 @@ def tune(make_strategy: Callable[..., Strategy], make_model: Callable[[int], nn.
                             k=k, seed=fold_seed)
     else:
         raise ConfigError(f"split must be 'val' or 'cv', got {split!r}")
-    trials = []
-    for params in grid(space):
+    def evaluate(params: dict[str, Any]) -> Trial:
         curves, bests, best_rounds = [], [], []
         for fed in federations:
             for seed in seeds:
@@ -189,9 +191,39 @@ def tune(make_strategy: Callable[..., Strategy], make_model: Callable[[int], nn.
                 curves.append(curve)
                 bests.append(s)
                 best_rounds.append(r)
-        trials.append(Trial(params, statistics.fmean(bests), int(statistics.median(best_rounds)),
-                            curves))
+        return Trial(dict(params), statistics.fmean(bests),
+                     int(statistics.median(best_rounds)), curves)
+
+    if sampler == "grid":
+        trials = [evaluate(params) for params in grid(space)]
+    elif sampler == "tpe":
+        trials = _tpe(evaluate, space, n_trials, fold_seed)
+    else:
+        raise ConfigError(f"sampler must be 'grid' or 'tpe', got {sampler!r}")
     return TuningResult(trials)
+
+
+def _tpe(evaluate: Callable[[dict[str, Any]], Trial], space: Mapping[str, Sequence[Any]],
+         n_trials: int, seed: int) -> list[Trial]:
+    """Optuna TPE over the categorical ``space`` (imported here: only this sampler needs it)."""
+    import optuna
+
+    grid(space)  # the same checks of the space
+    if isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1:
+        raise ConfigError(f"n_trials must be an integer >= 1, got {n_trials!r}")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize",
+                                sampler=optuna.samplers.TPESampler(seed=seed))
+    trials: list[Trial] = []
+
+    def objective(t: Any) -> float:
+        params = {name: values[t.suggest_categorical(name, list(range(len(values))))]
+                  for name, values in space.items()}
+        trials.append(evaluate(params))
+        return trials[-1].score
+
+    study.optimize(objective, n_trials=n_trials)
+    return trials
 
 
 def _train_only(c: Client) -> Client:

@@ -81,3 +81,12 @@ def test_grid_and_its_errors() -> None:
         grid({"a": []})
     with pytest.raises(ConfigError, match="no validation split"):
         tune(make, model, [fl.Client(cid=0, train=blobs(20))], {"lr": [0.1]}, rounds=1)
+
+
+def test_optuna_tpe_searches_the_same_space_on_validation_only() -> None:
+    res = tune(make, model, hospitals(), {"lr": [1e-6, 0.3]}, rounds=2, sampler="tpe",
+               n_trials=3)
+    assert len(res.trials) == 3 and all(t.params["lr"] in (1e-6, 0.3) for t in res.trials)
+    assert res.best.params == {"lr": 0.3}
+    with pytest.raises(ConfigError, match="sampler"):
+        tune(make, model, hospitals(), {"lr": [0.1]}, rounds=1, sampler="random")
