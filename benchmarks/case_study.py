@@ -14,8 +14,8 @@ BatchNorm, Adam, class-weighted loss, seeded augmentation):
    secure aggregation, and in client-level DP (DP-FedAvg, clip norm 1) at ``--epsilon``. DP
    noise on BatchNorm running variances makes them negative (NaN outputs), so the DP runs use
    the GroupNorm variant of the model, and that variant also runs without DP for reference;
-   then patient-level DP: FedAvg with DP-SGD at every hospital at ``--epsilon`` per patient
-   (``fedlearn.study.run_patient_dp``), its threshold chosen from Laplace-noised validation
+   then image-level DP: FedAvg with DP-SGD at every hospital at ``--epsilon`` per image
+   (``fedlearn.study.run_image_dp``), its threshold chosen from Laplace-noised validation
    histograms at epsilon 1 (``fedlearn.privacy.dp_threshold``);
 4. ``feature``: the base methods again with feature skew (each hospital's scanner, a fixed
    intensity transform, ``fedlearn.hospitals.SCANNERS``);
@@ -345,15 +345,15 @@ def main(argv: list[str] | None = None) -> int:
             do("private", flag, "label", f"{best} (GroupNorm) + DP (eps={args.epsilon:g})",
                seed, o,
                lambda s=seed: study.run_federated(
-                   label, gn, study.with_client_dp(
-                       study.make_strategy(best, cfg, **o), args.epsilon, gn.rounds,
-                       delta=DELTA, seed=s), s,
+                   label, gn, DPFedAvg.for_budget(
+                       study.make_strategy(best, cfg, **o), epsilon=args.epsilon,
+                       delta=DELTA, rounds=gn.rounds, seed=s), s,
                    name=f"{best} (GroupNorm) + DP (eps={args.epsilon:g})"))
-            # patient-level DP: DP-SGD at every hospital (FedAvg: DPClient refuses FedProx's
+            # image-level DP: DP-SGD at every hospital (FedAvg: DPClient refuses FedProx's
             # local term, which would act outside the clipped, noised gradient)
-            dp_name = f"FedAvg (GroupNorm) + DP-SGD (eps={args.epsilon:g} per patient)"
+            dp_name = f"FedAvg (GroupNorm) + DP-SGD (eps={args.epsilon:g} per image)"
             do("private", flag, "label", dp_name, seed, {},
-               lambda s=seed, n=dp_name: study.run_patient_dp(
+               lambda s=seed, n=dp_name: study.run_image_dp(
                    label, recipe_for(flag, dp=True), s, args.epsilon, delta=DELTA,
                    threshold_epsilon=THRESHOLD_EPSILON, name=n))
 

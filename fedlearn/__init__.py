@@ -44,6 +44,8 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "engine": ("SequentialEngine", "EngineUnsupportedError"),
     "vectorized": ("VectorizedEngine",),
     "errors": ("ConfigError",),
+    "ledger": ("Ledger", "Release"),
+    "run_ledger": (),
     "aggregators": (),
     "data": (),
     "partition": (),

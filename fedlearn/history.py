@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .ledger import Ledger
 from .utils import StateDict
 
 if TYPE_CHECKING:  # pandas is imported by the methods that build tables (a lean import)
@@ -48,6 +49,20 @@ class History:
     stopped: str | None = None  # why the run ended early (e.g. privacy budget), if it did
     #: per round, what each aggregator layer measured: ``{"round": r, "secure": {...}, ...}``
     measurements: list[dict[str, Any]] = field(default_factory=list)
+    #: every number released, with its protection (:mod:`fedlearn.ledger`)
+    release_ledger: Ledger = field(default_factory=lambda: Ledger())
+    #: what a DP run did not release because no epsilon covers it (e.g. ``train_loss``)
+    withheld: list[str] = field(default_factory=list)
+
+    @property
+    def ledger(self) -> pd.DataFrame:
+        """One row per released quantity per round: who sees it, mechanism, sigma,
+        sensitivity, epsilon and delta, and its status (:data:`fedlearn.ledger.STATUSES`)."""
+        return self.release_ledger.frame()
+
+    def privacy_summary(self) -> pd.DataFrame:
+        """Per hospital and unit: total epsilon and delta, and what no epsilon covers."""
+        return self.release_ledger.summary()
 
     def log_round(self, **row: Any) -> None:
         self.rounds.append(row)
@@ -88,6 +103,12 @@ class History:
     def metric(self, name: str = "accuracy", test_set: str = "pooled") -> pd.Series:
         """A metric over rounds on one test set, indexed by round."""
         df = self.to_dataframe()
+        if df.empty and "test_metrics" in self.withheld:
+            raise ValueError(
+                "this DP run released no test metrics: each is a function of a hospital's test "
+                "patients that no epsilon covers. Pass release_unaccounted=('test_metrics',) "
+                "to fl.run to release them anyway (flagged in history.ledger), or score the "
+                "final model yourself (fl.evaluate_clients)")
         if df.empty:
             raise ValueError("this run recorded no evaluations (eval_every=0?)")
         if name not in df.columns:

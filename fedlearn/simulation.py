@@ -40,6 +40,7 @@ from .client import Client, predict_proba
 from .engine import Engine, resolve_engine
 from .history import History, round_train_loss
 from .metrics import classification_metrics
+from .run_ledger import RunLedger
 from .strategy import Strategy
 from .update import validate_updates
 from .utils import StateDict, as_generator, clone_state, float_keys
@@ -146,7 +147,8 @@ def run(model: nn.Module, clients: Sequence[Client], strategy: Strategy, rounds:
         progress: bool = True, threshold: float = 0.5,
         callback: Callable[[int, nn.Module, History], None] | None = None,
         system: SystemModel | None = None, evaluate: Evaluate | None = None,
-        engine: str | Engine = "sequential") -> History:
+        engine: str | Engine = "sequential",
+        release_unaccounted: Sequence[str] = ()) -> History:
     """Simulate ``rounds`` rounds of federated training and return the :class:`History`.
 
     ``model`` holds the initial global weights and, when ``run`` returns, the final ones.
@@ -169,6 +171,14 @@ def run(model: nn.Module, clients: Sequence[Client], strategy: Strategy, rounds:
     ``engine`` runs each round's local training: ``"sequential"`` (clients one after another,
     anything ``Client.fit`` runs) or ``"vectorized"`` (all sampled clients at once with
     ``torch.func``; plain SGD/Adam and FedProx only, see :mod:`fedlearn.vectorized`).
+
+    Every number that leaves a hospital or the server is listed in ``history.ledger`` with
+    who sees it, its protection and its epsilon (:mod:`fedlearn.ledger`), and
+    ``history.privacy_summary()`` totals it per hospital. A DP run (a DP aggregator, or
+    DP-SGD hospitals) releases only what is accounted or public: no training loss, no test
+    metrics (:mod:`fedlearn.run_ledger`). ``release_unaccounted`` names what to release
+    anyway (``"train_loss"``, ``"test_metrics"``, ``"client_metrics"``), flagged
+    ``unaccounted`` in the ledger.
     """
     if rounds < 0:
         raise ValueError(f"rounds must be >= 0, got {rounds}")
@@ -179,8 +189,10 @@ def run(model: nn.Module, clients: Sequence[Client], strategy: Strategy, rounds:
         raise ValueError(f"client ids must be unique, got {ids}")
     validate_run(model, clients, strategy, rounds=rounds, eval_every=eval_every,
                  fraction=fraction, min_clients=min_clients)  # before any training
+    releases = RunLedger(strategy, clients, release_unaccounted)
     rng = as_generator(seed)
-    history = History(strategy=getattr(strategy, "name", type(strategy).__name__))
+    history = History(strategy=getattr(strategy, "name", type(strategy).__name__),
+                      release_ledger=releases.ledger)
     global_state = clone_state(model.state_dict())
     worker = copy.deepcopy(model)
     strategy.start(global_state, clients, model=model)
@@ -189,6 +201,9 @@ def run(model: nn.Module, clients: Sequence[Client], strategy: Strategy, rounds:
     personalised = strategy.has_personal_state()
 
     def _evaluate(rnd: int) -> dict[str, dict[str, float]]:
+        if not releases.releases_test_metrics():
+            history.withheld = sorted(releases.withheld)
+            return {}
         if personalised:
             res = evaluate_personalized(
                 model, clients, lambda c: strategy.personal_state(c.cid, global_state), threshold,
@@ -199,6 +214,7 @@ def run(model: nn.Module, clients: Sequence[Client], strategy: Strategy, rounds:
         model.load_state_dict(global_state)
         for name, m in res.items():
             history.log_eval(rnd, name, m)
+        releases.record_evaluation(rnd, res)
         return res
 
     if eval_every:
@@ -219,6 +235,7 @@ def run(model: nn.Module, clients: Sequence[Client], strategy: Strategy, rounds:
             instructions = plan.instructions
         updates = engine.fit_round(worker, sampled, instructions, global_state, rnd=rnd,
                                    seed=seed, process=strategy.process_update)
+        updates = releases.filter(updates)  # what leaves the hospitals (DP: accounted only)
         per_client_down = strategy.download_nbytes(global_state)
         if updates:
             validate_updates(updates, {k: global_state[k] for k in float_keys(global_state)})
@@ -234,7 +251,11 @@ def run(model: nn.Module, clients: Sequence[Client], strategy: Strategy, rounds:
         if outcome.aborted is not None:
             row["aborted"] = outcome.aborted
             aborted.append(outcome.aborted)
-        history.log_measurements(rnd, outcome.measurements)
+        measurements = dict(outcome.measurements)
+        releases.record_round(rnd, updates, measurements.pop("releases", []),
+                              sum(global_state[k].numel() for k in float_keys(global_state)),
+                              [c.cid for c in sampled])
+        history.log_measurements(rnd, measurements)
         if plan is not None:
             row.update(sampled=[c.cid for c in sampled], dropped=list(plan.dropped),
                        stragglers=list(plan.stragglers), truncated=list(plan.truncated),
@@ -255,4 +276,5 @@ def run(model: nn.Module, clients: Sequence[Client], strategy: Strategy, rounds:
         _evaluate(last)  # always score the final model
     model.load_state_dict(global_state)
     history.final_state = clone_state(global_state)
+    history.withheld = sorted(releases.withheld)
     return history

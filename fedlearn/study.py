@@ -18,7 +18,6 @@ validation and test sets (:class:`StudyRun`); validation is for choices, test is
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -33,9 +32,11 @@ from .algorithms import FedAdam, FedBN, FedProx
 from .augment import Augment
 from .client import Client, TrainConfig
 from .hospitals import Consortium, balanced_class_weights
+from .ledger import Ledger
 from .models import make_model
-from .privacy import DPFedAvg, calibrate_clients, calibrate_noise, dp_clients_from, dp_threshold
+from .privacy import calibrate_clients, dp_clients_from, dp_threshold
 from .report import Predictions, collect_predictions, metrics_table
+from .run_ledger import is_dp_run
 from .secagg import SecureAggregation
 from .simulation import run
 from .strategy import FedAvg, Strategy
@@ -43,7 +44,7 @@ from .utils import StateDict
 
 __all__ = ["Recipe", "RECIPES", "DP_RECIPES", "StudyRun", "BASE_METHODS", "FedAdamBN",
            "buffer_keys", "make_strategy", "run_local",
-           "run_pooled", "run_federated", "run_method", "run_patient_dp", "with_client_dp",
+           "run_pooled", "run_federated", "run_method", "run_image_dp", "study_releases",
            "with_secure_aggregation", "personal_state_fn"]
 
 BASE_METHODS = ("local", "pooled", "FedAvg", "FedProx", "FedBN", "FedAdam")
@@ -82,7 +83,7 @@ RECIPES: dict[str, Recipe] = {
 }
 
 
-#: Patient-level DP runs (:func:`run_patient_dp`): the same model with GroupNorm (Opacus cannot
+#: Image-level DP runs (:func:`run_image_dp`): the same model with GroupNorm (Opacus cannot
 #: compute per-sample gradients through BatchNorm) and no augmentation. PneumoniaMNIST's
 #: local optimiser was chosen on pooled validation AUROC (seed 0) among five settings of Adam
 #: (lr 1e-3 or 3e-3 at batch 32, 3e-3 or 1e-2 at batch 128, clip norm 5 at lr 1e-3 and batch
@@ -91,6 +92,9 @@ RECIPES: dict[str, Recipe] = {
 #: than batch 32 / lr 3e-3 / 30 rounds. Tuning on private validation data spends privacy
 #: that no epsilon here counts (Papernot & Steinke 2022); a real study would tune on
 #: public data or account for it.
+#: what :func:`run_image_dp`'s ledger says about how its recipe was chosen
+DP_TUNING = ("chosen among five DP-SGD settings on pooled validation AUROC (seed 0); no "
+             "epsilon counts it")
 DP_RECIPES: dict[str, Recipe] = {
     "pneumoniamnist": replace(
         RECIPES["pneumoniamnist"], augment=None, model_kwargs={"norm": "group", "width": 16},
@@ -106,7 +110,8 @@ class StudyRun:
 
     ``model`` is the final global model (None for ``local``); ``state_of`` returns the weights
     a hospital actually uses when they differ (FedBN, local). ``info`` holds e.g. the privacy
-    budget spent.
+    budget spent; ``ledger`` lists every release of the run and of the study's own steps
+    (class weights, threshold, recipe choice, the reported test metrics).
     """
 
     method: str
@@ -118,12 +123,14 @@ class StudyRun:
     seconds: float = 0.0
     info: dict[str, Any] = field(default_factory=dict)
     threshold: float = 0.5
+    #: every release of the run and of the study steps around it (:mod:`fedlearn.ledger`)
+    ledger: Ledger | None = None
 
     def table(self, split: str = "test", threshold: float | None = None) -> pd.DataFrame:
         """Per-hospital and pooled metrics (see :func:`fedlearn.report.metrics_table`).
 
         ``threshold`` defaults to the run's own operating point (0.5 unless the method chose
-        one on validation data, as :func:`run_patient_dp` does).
+        one on validation data, as :func:`run_image_dp` does).
         """
         if split not in ("val", "test"):
             raise ValueError(f"split must be 'val' or 'test', got {split!r}")
@@ -201,9 +208,37 @@ def make_strategy(method: str, config: TrainConfig, buffers: Sequence[str] = (),
                      "FedAdam")
 
 
+def study_releases(ledger: Ledger, consortium: Consortium, *, dp: bool,
+                   class_weights: bool = True, tuned: str | None = None) -> None:
+    """Add the releases the study makes around a run to its ``ledger``.
+
+    * ``class_weights``: the loss weights come from the *pooled* training label counts, which
+      each hospital sent exactly (2 counts each);
+    * ``tuned``: the recipe was chosen on validation data (say how): a release that private
+      selection (Papernot and Steinke 2022) could account for, and this study does not;
+    * the test metrics the study reports for the final model: a function of every hospital's
+      test images that no epsilon covers (they are not training images).
+    """
+    everyone = tuple(range(len(consortium)))
+    clear = "unaccounted" if dp else "unprotected"
+    if class_weights:
+        ledger.add_study_release("training label counts (class weights)", everyone,
+                                 numbers=2 * len(consortium), status=clear, mechanism="none",
+                                 seen_by="server", source="hospital",
+                                 note="exact counts set the loss weights")
+    if tuned:
+        ledger.add_study_release("recipe chosen on validation", everyone, status=clear,
+                                 mechanism="none", note=tuned)
+    ledger.add_study_release("test metrics of the final model", everyone, status=clear,
+                             mechanism="none", note="the study's reported result")
+
+
 def run_federated(consortium: Consortium, recipe: Recipe, strategy: Strategy, seed: int,
-                  name: str | None = None) -> StudyRun:
-    """Train ``strategy`` over the consortium's hospitals and score every hospital."""
+                  name: str | None = None, tuned: str | None = None) -> StudyRun:
+    """Train ``strategy`` over the consortium's hospitals and score every hospital.
+
+    ``tuned`` says how the recipe was chosen on validation data, if it was (for the ledger).
+    """
     t0 = time.perf_counter()
     model = recipe.build_model(seed)
     clients = consortium.clients("test", augment=recipe.augment)
@@ -215,8 +250,21 @@ def run_federated(consortium: Consortium, recipe: Recipe, strategy: Strategy, se
                             "aggregation": history.measurements}
     if history.stopped:
         info["stopped"] = history.stopped
+    ledger = history.release_ledger
+    study_releases(ledger, consortium, dp=is_dp_run(strategy, clients),
+                   class_weights=strategy_config_weights(strategy), tuned=tuned)
     return StudyRun(name or getattr(strategy, "name", type(strategy).__name__), seed, val, test,
-                    model, strategy, time.perf_counter() - t0, info)
+                    model, strategy, time.perf_counter() - t0, info, ledger=ledger)
+
+
+def strategy_config_weights(strategy: Strategy) -> bool:
+    """Whether the strategy's local loss uses class weights (set from pooled counts)."""
+    cfg = getattr(strategy, "config", None)
+    inner = getattr(strategy, "inner", None)
+    while cfg is None and inner is not None:
+        cfg = getattr(inner, "config", None)
+        inner = getattr(inner, "inner", None)
+    return getattr(cfg, "class_weights", None) is not None
 
 
 def run_pooled(consortium: Consortium, recipe: Recipe, seed: int) -> StudyRun:
@@ -269,49 +317,34 @@ def run_local(consortium: Consortium, recipe: Recipe, seed: int,
                     {"states": states})
 
 
-def with_client_dp(inner: Strategy, epsilon: float, rounds: int, *, delta: float = 1e-5,
-                   clip_norm: float = 1.0, seed: int = 0) -> DPFedAvg:
-    """``inner`` under client-level DP spending ``(epsilon, delta)`` over ``rounds`` rounds.
+def run_image_dp(consortium: Consortium, recipe: Recipe, seed: int, epsilon: float, *,
+                 delta: float = 1e-5, clip_norm: float = 1.0,
+                 threshold_epsilon: float | None = 1.0, name: str | None = None,
+                 tuned: str | None = DP_TUNING) -> StudyRun:
+    """FedAvg where every hospital trains with DP-SGD (Opacus): image-level DP.
 
-    Every hospital takes part every round (q = 1: with six hospitals there is no sampling to
-    amplify privacy) and updates are averaged unweighted (weighting by size would multiply the
-    sensitivity by the largest hospital's share). The clipping norm is fixed: adaptive
-    clipping (Andrew et al., 2021) needs a noisy *count* of unclipped hospitals, hopeless
-    with six of them. ``clip_norm = 1`` is about the median update norm after the first round
-    on both data sets (choose it on public or synthetic data in a real study: peeking at
-    the private updates to set it is itself a privacy leak).
-    """
-    if not epsilon > 0 or math.isinf(epsilon):
-        raise ValueError(f"epsilon must be a finite number > 0, got {epsilon}")
-    z = calibrate_noise(epsilon, delta, 1.0, rounds)
-    unweighted = copy.copy(inner)
-    unweighted.weighted = False  # DP-FedAvg sums what the strategy asks for: count each once
-    return DPFedAvg(unweighted, noise_multiplier=z, clip_norm=clip_norm, client_rate=1.0,
-                    delta=delta, seed=seed)
+    The protected unit is one *image*, not one hospital, and not one patient: MedMNIST's
+    records are images, and a patient with ``k`` images is protected at about ``k epsilon``.
+    Each hospital's noise multiplier is calibrated (:func:`~fedlearn.privacy.calibrate_clients`)
+    so that its own ``recipe.rounds`` rounds spend at most ``(epsilon, delta)``, whatever the
+    others do. Noise is added to a batch *sum* of clipped per-image gradients, so it shrinks
+    relative to the signal as the batch grows; that is why this works with six hospitals
+    when client-level DP (noise relative to *one* hospital's update) cannot. Opacus has no
+    per-sample rule for BatchNorm, so ``recipe``'s model must use ``norm="group"`` (or none);
+    images are not augmented (augmentation and DP-SGD compose, but each augmented copy would
+    have to count as the same image). ``info`` holds every hospital's epsilon spent.
 
-
-def run_patient_dp(consortium: Consortium, recipe: Recipe, seed: int, epsilon: float, *,
-                   delta: float = 1e-5, clip_norm: float = 1.0,
-                   threshold_epsilon: float | None = 1.0,
-                   name: str | None = None) -> StudyRun:
-    """FedAvg where every hospital trains with DP-SGD (Opacus): patient-level DP.
-
-    The protected unit is one patient, not one hospital: each hospital's noise multiplier is
-    calibrated (:func:`~fedlearn.privacy.calibrate_clients`) so that its own ``recipe.rounds``
-    rounds spend at most ``(epsilon, delta)``, whatever the others do. Noise is added to a
-    batch *sum* of clipped per-patient gradients, so it shrinks relative to the signal as
-    the batch grows; that is why this works with six hospitals when client-level DP (noise
-    relative to *one* hospital's update) cannot. Opacus has no per-sample rule for
-    BatchNorm, so ``recipe``'s model must use ``norm="group"`` (or none); images are not
-    augmented (augmentation and DP-SGD compose, but each augmented copy would have to count
-    as the same patient). ``info`` holds every hospital's epsilon spent.
-
-    Per-patient clipping gives every clipped patient the same pull, which undoes the
+    Per-image clipping gives every clipped image the same pull, which undoes the
     class-weighted loss: the model ranks well but calls nearly everyone sick at 0.5. With
     ``threshold_epsilon`` the operating point is chosen (Youden's J) from the hospitals'
     Laplace-noised validation histograms (:func:`fedlearn.privacy.dp_threshold`), each
-    ``(threshold_epsilon, 0)``-DP for the validation patients, who are not training patients.
-    ``None`` keeps 0.5.
+    ``(threshold_epsilon, 0)``-DP for the validation images, and charged to the same
+    hospital's accountant as its training (the ledger adds them: a patient may have images in
+    both splits). ``None`` keeps 0.5.
+
+    The ledger (``StudyRun.ledger``) lists what no epsilon covers: the pooled label counts
+    behind the class weights, the recipe chosen on validation (``tuned``), and the reported
+    test metrics.
     """
     if not epsilon > 0 or math.isinf(epsilon):
         raise ValueError(f"epsilon must be a finite number > 0, got {epsilon}")
@@ -322,24 +355,39 @@ def run_patient_dp(consortium: Consortium, recipe: Recipe, seed: int, epsilon: f
     cfg = replace(recipe.config, class_weights=consortium.class_weights())
     plain = consortium.clients("test")
     sigmas = calibrate_clients(plain, epsilon, delta, cfg, recipe.rounds)
-    clients = dp_clients_from(plain, sigmas, max_grad_norm=clip_norm, delta=delta)
+    clients = dp_clients_from(plain, sigmas, max_grad_norm=clip_norm, delta=delta,
+                              record_unit="image")
     model = recipe.build_model(seed)
     history = run(model, clients, FedAvg(cfg), rounds=recipe.rounds, eval_every=0, seed=seed,
                   progress=False)
     val, test = _score(model, consortium, None)
-    spent = {c.name: round(c.epsilon(), 4) for c in clients}
     info: dict[str, Any] = {
         "rounds_run": len(history.rounds), "delta": delta, "clip_norm": clip_norm,
         "noise_multiplier": {c.name: round(s, 4) for c, s in zip(clients, sigmas, strict=True)},
-        "epsilon": max(spent.values()), "epsilon_per_hospital": spent}
+        "epsilon_training": max(round(c.epsilon(), 4) for c in clients)}
+    ledger = history.release_ledger
     threshold = 0.5
     if threshold_epsilon is not None:
-        choice = dp_threshold(list(val.values()), threshold_epsilon, seed=seed)
+        by_name = {c.name: c for c in clients}
+        chosen = [by_name[n] for n in val]
+        choice = dp_threshold(list(val.values()), threshold_epsilon, seed=seed,
+                              accountants=[c.accountant for c in chosen])
         threshold = choice.threshold
+        for c in chosen:
+            ledger.add_study_release(
+                "noised validation histogram (threshold)", (c.cid,), numbers=2 * 40,
+                status="dp", mechanism="Laplace", seen_by="server", unit="image",
+                source="hospital",
+                sigma=math.sqrt(2) / threshold_epsilon, sensitivity=1.0, epsilon=c.epsilon(),
+                delta=c.delta, accountant=c.accountant.name,
+                note=f"adds epsilon {threshold_epsilon:g} on validation images")
         info.update(threshold=threshold, threshold_epsilon=threshold_epsilon,
                     threshold_rule=choice.rule)
-    return StudyRun(name or f"FedAvg + DP-SGD (eps={epsilon:g} per patient)", seed, val, test,
-                    model, None, time.perf_counter() - t0, info, threshold)
+    spent = {c.name: round(c.epsilon(), 4) for c in clients}
+    info.update(epsilon=max(spent.values()), epsilon_per_hospital=spent)
+    study_releases(ledger, consortium, dp=True, tuned=tuned)
+    return StudyRun(name or f"FedAvg + DP-SGD (eps={epsilon:g} per image)", seed, val, test,
+                    model, None, time.perf_counter() - t0, info, threshold, ledger)
 
 
 def with_secure_aggregation(inner: Strategy, *, clip: float = 2.0,

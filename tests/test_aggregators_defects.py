@@ -70,7 +70,8 @@ WRAPPERS = {
 @pytest.mark.parametrize("wrapper", list(WRAPPERS))
 def test_no_wrapper_drops_a_hook(wrapper: str) -> None:
     spy = Spy(CFG, weighted=wrapper != "DistributedGaussian")
-    fl.run(BNNet(), hospitals(), WRAPPERS[wrapper](spy), rounds=2, progress=False)
+    fl.run(BNNet(), hospitals(), WRAPPERS[wrapper](spy), rounds=2, progress=False,
+           release_unaccounted=("test_metrics",))  # evaluation calls personal_state
     missed = [h for h in HOOKS if spy.calls[h] == 0]
     assert not missed, f"{wrapper} never called the inner strategy's {missed}"
 
@@ -176,8 +177,11 @@ def test_dp_never_noises_batchnorm_statistics() -> None:
                                  transform=DistributedGaussian(1.0, 1.0)), BNNet(), _bn_sites())
     # opt-in: summed un-noised, listed as a release no epsilon covers; the variance stays > 0
     h = _final(DPFedAvg(fl.FedAvg(CFG), noise_multiplier=5.0, clip_norm=0.1,
-                        buffers="release"), BNNet(), _bn_sites())
+                        buffers="release"), BNNet(), _bn_sites(),
+               release_unaccounted=("test_metrics",))
     assert bool((h.final_state["bn.running_var"] > 0).all())
+    flagged = {r.quantity for r in h.release_ledger.unaccounted()}
+    assert flagged == {"sum of BatchNorm statistics", "test metrics"}
     assert np.isfinite(h.to_dataframe()["auroc"]).all()
     released = h.aggregation_frame("central_dp")["unnoised_releases"].iloc[-1]
     assert released == ["bn.running_mean", "bn.running_var"]

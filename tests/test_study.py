@@ -16,6 +16,7 @@ from fedlearn.aggregators import CompositionError
 from fedlearn.algorithms import FedAdam, FedBN, FedProx
 from fedlearn.augment import Augment
 from fedlearn.hospitals import HOSPITALS, build_consortium
+from fedlearn.privacy import DPFedAvg
 from fedlearn.report import metrics_table
 from fedlearn.secagg import SecureAggregation
 
@@ -130,16 +131,20 @@ def test_secure_aggregation_changes_nothing_but_the_server_view(consortium):
 def test_client_dp_spends_the_stated_budget(consortium):
     # DP never noises BatchNorm statistics: the BN recipe is refused before training, and the
     # study's DP runs use GroupNorm (as benchmarks/case_study.py does)
-    bn = study.with_client_dp(fl.FedAvg(RECIPE.config), epsilon=4.0, rounds=2, seed=0)
+    bn = DPFedAvg.for_budget(fl.FedAvg(RECIPE.config), epsilon=4.0, delta=1e-5, rounds=2)
     with pytest.raises(CompositionError, match="BatchNorm running statistics"):
         study.run_federated(consortium, RECIPE.scaled(2), bn, seed=0)
     r = GN.scaled(2)
-    dp = study.with_client_dp(fl.FedAvg(r.config), epsilon=4.0, rounds=r.rounds, seed=0)
-    res = study.run_federated(consortium, r, dp, seed=0)
+    dp = DPFedAvg.for_budget(fl.FedAvg(r.config), epsilon=4.0, delta=1e-5, rounds=r.rounds)
+    res = study.run_federated(consortium, r, dp, seed=0, tuned="clip norm from update norms")
     assert 3.6 <= res.strategy.epsilon() <= 4.0
     assert res.strategy.noise_multiplier > 0 and not res.strategy.weighted
+    summary = res.ledger.summary()
+    assert np.allclose(summary["epsilon"], res.strategy.epsilon())
+    flagged = {r.quantity for r in res.ledger.unaccounted()}
+    assert flagged == {"recipe chosen on validation", "test metrics of the final model"}
     with pytest.raises(ValueError, match="epsilon"):
-        study.with_client_dp(fl.FedAvg(), math.inf, 10)
+        DPFedAvg.for_budget(fl.FedAvg(), epsilon=math.inf, delta=1e-5, rounds=10)
 
 
 def test_augmentation_is_used_when_the_recipe_asks(consortium):
@@ -177,28 +182,40 @@ def test_fedadam_bn_steps_weights_with_adam_and_averages_statistics():
 GN = replace(RECIPE, model_kwargs={"norm": "group", "width": 4, "hidden": 8})
 
 
-def test_patient_dp_spends_the_budget_at_every_hospital_and_picks_a_threshold(consortium):
-    res = study.run_patient_dp(consortium, GN.scaled(2), seed=0, epsilon=8.0)
+def test_image_dp_spends_the_budget_at_every_hospital_and_picks_a_threshold(consortium):
+    plain = study.run_image_dp(consortium, GN.scaled(2), seed=0, epsilon=8.0,
+                               threshold_epsilon=None)
+    trained = plain.info["epsilon_per_hospital"]
+    assert set(trained) == set(consortium.names)
+    assert all(7.0 <= e <= 8.0 for e in trained.values())  # calibrated per hospital size
+    assert plain.threshold == 0.5 and "threshold" not in plain.info
+    res = study.run_image_dp(consortium, GN.scaled(2), seed=0, epsilon=8.0)
     spent = res.info["epsilon_per_hospital"]
-    assert set(spent) == set(consortium.names)
-    assert all(7.0 <= e <= 8.0 for e in spent.values())  # calibrated per hospital size
+    # the threshold's Laplace release (epsilon 1) adds to each hospital's total
+    for name in consortium.names:
+        assert spent[name] == pytest.approx(trained[name] + 1.0, abs=1e-3)
     assert res.info["epsilon"] == max(spent.values())
     assert 0.0 < res.threshold < 1.0 and res.info["threshold"] == res.threshold
     assert res.table().equals(metrics_table(res.test, res.threshold))
     assert res.table(threshold=0.5).equals(metrics_table(res.test, 0.5))
     assert res.table()["auroc"]["pooled"] > 0.7  # the blob task survives epsilon = 8
-    plain = study.run_patient_dp(consortium, GN.scaled(2), seed=0, epsilon=8.0,
-                                 threshold_epsilon=None)
-    assert plain.threshold == 0.5 and "threshold" not in plain.info
     for name in consortium.names:  # the threshold step is post-processing: same model
         assert np.allclose(plain.test[name][1], res.test[name][1])
+    # the ledger: image-level totals equal each hospital's accountant; what no epsilon covers
+    summary = res.ledger.summary()
+    for name in consortium.names:
+        assert summary.loc[(name, "image"), "epsilon"] == pytest.approx(spent[name], abs=1e-3)
+    assert {r.quantity for r in res.ledger.unaccounted()} == {
+        "training label counts (class weights)", "recipe chosen on validation",
+        "test metrics of the final model"}
+    assert "train_loss" not in res.ledger.frame()["quantity"].tolist()
 
 
-def test_patient_dp_refuses_batchnorm_and_bad_budgets(consortium):
+def test_image_dp_refuses_batchnorm_and_bad_budgets(consortium):
     with pytest.raises(ValueError, match="BatchNorm"):
-        study.run_patient_dp(consortium, RECIPE.scaled(1), seed=0, epsilon=8.0)
+        study.run_image_dp(consortium, RECIPE.scaled(1), seed=0, epsilon=8.0)
     with pytest.raises(ValueError, match="epsilon"):
-        study.run_patient_dp(consortium, GN.scaled(1), seed=0, epsilon=math.inf)
+        study.run_image_dp(consortium, GN.scaled(1), seed=0, epsilon=math.inf)
 
 
 def test_dp_recipes_are_opacus_compatible():

@@ -35,13 +35,15 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..ledger import Release
 from ..utils import StateDict, state_nbytes
 
 if TYPE_CHECKING:
     from ..strategy import Strategy
 
 __all__ = ["Contribution", "Sums", "AggregateResult", "RoundInfo", "RunInfo", "Aggregator",
-           "Plain", "CompositionError", "weighted_sums"]
+           "Plain", "CompositionError", "weighted_sums", "contribution_releases",
+           "sum_releases"]
 
 
 class CompositionError(ValueError):
@@ -190,6 +192,44 @@ def weighted_sums(contributions: Sequence[Contribution],
     return sums, counts, weight
 
 
+def _numel(vec: Mapping[str, torch.Tensor]) -> int:
+    return int(sum(v.numel() for v in vec.values()))
+
+
+def contribution_releases(contributions: Sequence[Contribution], rnd: int, *, seen_by: str,
+                          mechanism: str, status: str) -> list[Release]:
+    """Ledger rows for what each hospital sent: every vector, its weight (if not 1), counts.
+
+    Aggregators put these in ``measurements["releases"]``; outer layers relabel them (a DP
+    layer marks what its noise covers), and the run adds its own (losses, metrics).
+    """
+    rows: list[Release] = []
+    for c in contributions:
+        for name, vec in sorted(c.vectors.items()):
+            if vec:
+                rows.append(Release(rnd, name, _numel(vec), "hospital", (c.cid,), seen_by,
+                                    mechanism, status))
+        if c.weight != 1.0:
+            rows.append(Release(rnd, "weight", 1, "hospital", (c.cid,), seen_by, mechanism,
+                                status))
+        for k in sorted(c.counts):
+            rows.append(Release(rnd, f"count {k}", 1, "hospital", (c.cid,), seen_by,
+                                mechanism, status))
+    return rows
+
+
+def sum_releases(sums: Sums, rnd: int, *, mechanism: str, status: str,
+                 seen_by: str = "server") -> list[Release]:
+    """Ledger rows for revealed sums: every summed vector, the weight sum, each count sum."""
+    about = tuple(sums.included)
+    rows = [Release(rnd, f"sum of {name}", _numel(vec), "server", about, seen_by, mechanism,
+                    status) for name, vec in sorted(sums.vectors.items()) if vec]
+    rows.append(Release(rnd, "sum of weight", 1, "server", about, seen_by, mechanism, status))
+    rows += [Release(rnd, f"sum of count {k}", 1, "server", about, seen_by, mechanism, status)
+             for k in sorted(sums.counts)]
+    return rows
+
+
 class Aggregator:
     """How the server computes the sums; subclasses change one thing.
 
@@ -290,6 +330,9 @@ class Aggregator:
 class Plain(Aggregator):
     """The sums in the clear: the server sees every hospital's contribution.
 
+    Its ledger rows say so: each hospital's vectors, weight and counts, seen by the server,
+    unprotected (a DP layer above relabels what its noise covers).
+
     Buffers (BatchNorm running statistics) are summed like everything else: plain FedAvg
     averages them with the same weights as the parameters.
     """
@@ -302,8 +345,11 @@ class Plain(Aggregator):
     def aggregate(self, contributions: Sequence[Contribution], info: RoundInfo
                   ) -> AggregateResult:
         if not contributions:
-            return AggregateResult(None, {"plain": {"summed": 0}},
+            return AggregateResult(None, {"plain": {"summed": 0}, "releases": []},
                                    aborted="no hospital reported")
         vectors, counts, weight = weighted_sums(contributions, info.template)
         sums = Sums(vectors, counts, weight, weight, tuple(c.cid for c in contributions))
-        return AggregateResult(sums, {"plain": {"summed": len(contributions)}})
+        releases = contribution_releases(contributions, info.rnd, seen_by="server",
+                                         mechanism="none", status="unprotected")
+        return AggregateResult(sums, {"plain": {"summed": len(contributions)},
+                                      "releases": releases})

@@ -40,10 +40,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 
+from ..ledger import Release, relabel
 from ..utils import StateDict, derive_seed, state_norm, torch_generator
 from .base import (
     AggregateResult,
@@ -59,6 +60,9 @@ from .base import (
 
 __all__ = ["clip_vectors", "AdaptiveClipping", "CentralDP", "DistributedDP",
            "adaptive_update_multiplier", "centred_count"]
+
+if TYPE_CHECKING:  # the privacy package (Opacus) is imported when a DP layer is built
+    from ..privacy.accountant import Accountant
 
 BufferRule = Literal["refuse", "release"]
 
@@ -134,7 +138,8 @@ class _DPLayer(Aggregator):
     is_dp = True
 
     def __init__(self, inner: Aggregator | None, *, noise_multiplier: float, clip_norm: float,
-                 sample_rate: float, delta: float, seed: int, buffers: BufferRule) -> None:
+                 sample_rate: float, delta: float, seed: int, buffers: BufferRule,
+                 accountant: Accountant | str | None = None) -> None:
         super().__init__(inner if inner is not None else Plain())
         if not (math.isfinite(noise_multiplier) and noise_multiplier >= 0):
             raise ValueError(f"noise_multiplier must be a finite number >= 0, "
@@ -147,15 +152,18 @@ class _DPLayer(Aggregator):
             raise ValueError(f"delta must be in (0, 1), got {delta}")
         if buffers not in ("refuse", "release"):
             raise ValueError(f"buffers must be 'refuse' or 'release', got {buffers!r}")
-        from opacus.accountants import RDPAccountant
-
         self.noise_multiplier = float(noise_multiplier)
         self.clip_norm = float(clip_norm)
         self.sample_rate = float(sample_rate)
         self.delta = delta
         self.seed = seed
         self.buffers = buffers
-        self.accountant = RDPAccountant()
+        #: every revealed round is one subsampled Gaussian step of this accountant (given, to
+        #: compose with other mechanisms, or created: then each run starts a fresh one)
+        from ..privacy.accountant import Accountant, make_accountant
+
+        self._own_accountant = not isinstance(accountant, Accountant)
+        self.accountant = make_accountant(accountant, f"client-level DP ({self.name})")
         self._weights: dict[int, float] = {}
         self._buffer_keys: frozenset[str] = frozenset()
 
@@ -170,9 +178,8 @@ class _DPLayer(Aggregator):
                 "a release no epsilon covers.")
         self._weights = dict(info.weights)
         self._buffer_keys = frozenset(info.buffer_keys)
-        from opacus.accountants import RDPAccountant
-
-        self.accountant = RDPAccountant()
+        if self._own_accountant:
+            self.accountant.reset()
         super().setup(info)
 
     def _split(self, c: Contribution) -> tuple[dict[str, StateDict], dict[str, StateDict]]:
@@ -183,22 +190,16 @@ class _DPLayer(Aggregator):
         return private, {n: vec for n, vec in public.items() if vec}
 
     def _step(self) -> None:
-        self.accountant.step(noise_multiplier=self.noise_multiplier,
-                             sample_rate=self.sample_rate)
+        self.accountant.gaussian(self.noise_multiplier, self.sample_rate)
 
     def epsilon(self, delta: float | None = None) -> float:
-        """Client-level epsilon spent by the rounds so far (RDP, Opacus)."""
-        from ..privacy.accounting import accountant_epsilon
-
-        return accountant_epsilon(self.accountant, self.delta if delta is None else delta)
+        """Client-level epsilon spent by the rounds so far (the accountant's back-end)."""
+        return self.accountant.epsilon(self.delta if delta is None else delta)
 
     def epsilon_after(self, extra_rounds: int, delta: float | None = None) -> float:
         """Epsilon if ``extra_rounds`` more rounds were run (nothing is spent)."""
-        from ..privacy.accounting import accountant_after, accountant_epsilon
-
-        acc = accountant_after(self.accountant, self.noise_multiplier, self.sample_rate,
-                               extra_rounds)
-        return accountant_epsilon(acc, self.delta if delta is None else delta)
+        return self.accountant.epsilon_after(self.noise_multiplier, self.sample_rate,
+                                             extra_rounds, self.delta if delta is None else delta)
 
 
 class CentralDP(_DPLayer):
@@ -217,6 +218,8 @@ class CentralDP(_DPLayer):
         delta: the delta at which :meth:`epsilon` reports.
         seed: seeds the noise (round ``r`` draws from ``(seed, r, 1)``).
         buffers: ``"refuse"`` (default) or ``"release"`` (see the module docstring).
+        accountant: an :class:`~fedlearn.privacy.Accountant` to report every revealed round
+            to (to compose with other mechanisms), or its back-end ``"rdp"`` / ``"prv"``.
     """
 
     name = "central_dp"
@@ -224,9 +227,11 @@ class CentralDP(_DPLayer):
     def __init__(self, inner: Aggregator | None = None, *, noise_multiplier: float,
                  clip_norm: float, sample_rate: float = 1.0,
                  adaptive: AdaptiveClipping | None = None, delta: float = 1e-5, seed: int = 0,
-                 buffers: BufferRule = "refuse") -> None:
+                 buffers: BufferRule = "refuse", accountant: Accountant | str | None = None
+                 ) -> None:
         super().__init__(inner, noise_multiplier=noise_multiplier, clip_norm=clip_norm,
-                         sample_rate=sample_rate, delta=delta, seed=seed, buffers=buffers)
+                         sample_rate=sample_rate, delta=delta, seed=seed, buffers=buffers,
+                         accountant=accountant)
         self.adaptive = adaptive
         self.initial_clip_norm = self.clip_norm
         self.check_inner()
@@ -288,6 +293,14 @@ class CentralDP(_DPLayer):
         else:  # nobody was sampled: the mechanism still releases noise
             vectors, counts, _ = weighted_sums([], template)
             sums, measurements = Sums(vectors, counts, 0.0, 0.0, ()), {}
+        # what the server saw: every clipped contribution, in the clear (it must be trusted)
+        rows = measurements.get("releases", [])
+        rows = relabel(rows, lambda r: r.status == "unprotected" and (
+            r.quantity == "weight" or r.quantity.startswith("count ")),
+            status="public", note="public weights/counts")
+        seen = relabel(rows, lambda r: r.status == "unprotected",
+                       status="trusted", mechanism="none: the server clips, then noises the sum",
+                       note="central DP: the server must be trusted")
         std = self.update_noise_multiplier * c_norm * w_max
         gen = torch_generator(derive_seed(self.seed, info.rnd, 1))
         noisy: dict[str, StateDict] = {}
@@ -306,10 +319,25 @@ class CentralDP(_DPLayer):
                 noisy[name] = {**noisy[name], **{k: v * (denom / bw) for k, v in vec.items()}}
                 released += sorted(vec)
         self._step()
+        eps = self.epsilon()
+        everyone = tuple(sorted(self._weights))  # every hospital is covered, sampled or not
+        releases = seen + [
+            Release(info.rnd, f"noised sum of {name}", sum(v.numel() for v in vec.values()),
+                    "server", everyone, "everyone (the new model)", "Gaussian (central DP)",
+                    "dp", "hospital", std, c_norm * w_max, eps, self.delta,
+                    self.accountant.name)
+            for name, vec in sorted(sums.vectors.items()) if vec]
+        releases += [Release(info.rnd, f"sum of {k}", 1, "server", everyone, "server", "none",
+                             "public", note="public weights/counts, fixed denominator")
+                     for k in ["weight", *(f"count {c}" for c in sorted(sums.counts))]]
+        if released:
+            releases.append(Release(info.rnd, "sum of BatchNorm statistics", len(released),
+                                    "server", tuple(sums.included), "everyone (the new model)",
+                                    "none", "unaccounted", note="opt-in: buffers='release'"))
         row: dict[str, object] = {
             "clip_norm": c_norm, "noise_std_on_sum": std, "noise_multiplier": self.noise_multiplier,
             "denominator": denom, "participants": len(contributions),
-            "epsilon": self.epsilon(), "delta": self.delta,
+            "epsilon": eps, "delta": self.delta,
             "counts_released_exactly": ["weight", *sorted(sums.counts)],
             "unnoised_releases": released}
         if self.adaptive is not None:
@@ -323,7 +351,12 @@ class CentralDP(_DPLayer):
                                                * (frac - self.adaptive.target_quantile))
             row["unclipped_fraction_noised"] = float(frac)
             row["next_clip_norm"] = self.clip_norm
+            releases.append(Release(info.rnd, "noised centred count (adaptive clipping)", 1,
+                                    "server", everyone, "everyone", "Gaussian (central DP)",
+                                    "dp", "hospital", self._count_noise(), 0.5, eps,
+                                    self.delta, self.accountant.name))
         measurements["central_dp"] = row
+        measurements["releases"] = releases
         return AggregateResult(Sums(noisy, sums.counts, sums.weight, denom, sums.included),
                                measurements)
 
@@ -342,8 +375,8 @@ class DistributedDP(_DPLayer):
         sample_rate: each hospital's probability of taking part, for the accountant.
         min_contributors: ``t`` over a leaf without a threshold (default: every instructed
             hospital must report).
-        delta, seed, buffers: as for :class:`CentralDP`; hospital ``k``'s noise in round
-            ``r`` draws from ``(seed, r, k)``.
+        delta, seed, buffers, accountant: as for :class:`CentralDP`; hospital ``k``'s noise
+            in round ``r`` draws from ``(seed, r, k)``.
 
     Only unweighted sums (``weighted=False``): the noise is calibrated for ``sum_k clip(x_k)``.
     """
@@ -353,9 +386,11 @@ class DistributedDP(_DPLayer):
     def __init__(self, inner: Aggregator | None = None, *, clip_norm: float,
                  noise_multiplier: float, sample_rate: float = 1.0,
                  min_contributors: int | None = None, delta: float = 1e-5, seed: int = 0,
-                 buffers: BufferRule = "refuse") -> None:
+                 buffers: BufferRule = "refuse", accountant: Accountant | str | None = None
+                 ) -> None:
         super().__init__(inner, noise_multiplier=noise_multiplier, clip_norm=clip_norm,
-                         sample_rate=sample_rate, delta=delta, seed=seed, buffers=buffers)
+                         sample_rate=sample_rate, delta=delta, seed=seed, buffers=buffers,
+                         accountant=accountant)
         if min_contributors is not None and min_contributors < 1:
             raise ValueError(f"min_contributors must be >= 1, got {min_contributors}")
         self.min_contributors = min_contributors
@@ -403,18 +438,23 @@ class DistributedDP(_DPLayer):
     def aggregate(self, contributions: Sequence[Contribution], info: RoundInfo
                   ) -> AggregateResult:
         t = self.threshold(max(info.instructed, len(contributions)))
+        share = self.share_std(max(info.instructed, len(contributions)))
         if len(contributions) < t:
             reason = (f"{len(contributions)} hospital(s) reported, fewer than t = {t}, the "
                       "number the noise shares were sized for")
-            return AggregateResult(None, {"distributed_dp": {"aborted": reason}}, aborted=reason)
+            return AggregateResult(None, {"distributed_dp": {"aborted": reason},
+                                          "releases": []}, aborted=reason)
         res = self.inner.aggregate(contributions, info)  # type: ignore[union-attr]
         measurements = dict(res.measurements)
+        measurements["releases"] = self._relabel(measurements.get("releases", []), share,
+                                                 info.rnd, None)
         if res.sums is None:  # nothing was revealed, so nothing was spent
             return AggregateResult(None, measurements, aborted=res.aborted)
         self._step()
         self.rounds.add(info.rnd)
         s = len(res.sums.included)
-        share = self.share_std(max(info.instructed, len(contributions)))
+        measurements["releases"] = self._relabel(measurements["releases"], share * math.sqrt(s),
+                                                 info.rnd, self.epsilon())
         measurements["distributed_dp"] = {
             "clip_norm": self.clip_norm, "threshold": t, "noise_share_std": share,
             "noise_std_on_sum": share * math.sqrt(s),
@@ -424,6 +464,42 @@ class DistributedDP(_DPLayer):
             "unnoised_releases": sorted(k for vec in res.sums.vectors.values() for k in vec
                                         if k in self._buffer_keys)}
         return AggregateResult(res.sums, measurements)
+
+    def _relabel(self, rows: list[Release], std: float, rnd: int, eps: float | None
+                 ) -> list[Release]:
+        """What the noise covers: the revealed sums of the noised vectors (``eps`` given,
+        after the accountant stepped), and each hospital's share (before)."""
+        secure = any(a.hides_individual for a in self.layers())
+        buffers = bool(self._buffer_keys)
+        out = []
+        for r in rows:
+            if eps is None and r.source == "hospital" and r.quantity not in ("weight",) \
+                    and not r.quantity.startswith("count "):
+                if r.status == "masked":
+                    r = replace(r, mechanism=f"clip to C, noise share (std {std:.3g}), masks",
+                                sigma=std, sensitivity=self.clip_norm)
+                elif r.status == "unprotected":  # a share in the clear: z / sqrt(t) of the noise
+                    r = replace(r, status="unaccounted", sigma=std, sensitivity=self.clip_norm,
+                                mechanism="clip to C, noise share, no masks",
+                                note="a share alone carries noise z/sqrt(t); no epsilon tracked")
+            elif eps is not None and r.source == "server" and r.status == "unprotected":
+                if r.quantity.startswith("sum of count") or r.quantity == "sum of weight":
+                    r = replace(r, status="public", note="public weights/counts")
+                else:
+                    r = replace(r, quantity=f"noised {r.quantity}", status="dp", unit="hospital",
+                                about=tuple(sorted(self._weights)), sigma=std,
+                                sensitivity=self.clip_norm, epsilon=eps, delta=self.delta,
+                                accountant=self.accountant.name,
+                                mechanism="distributed Gaussian" + (
+                                    " under secure aggregation" if secure else ""),
+                                note="BatchNorm statistics inside are un-noised "
+                                     "(buffers='release')" if buffers else "")
+            out.append(r)
+        if eps is not None and buffers:
+            out.append(Release(rnd, "sum of BatchNorm statistics", len(self._buffer_keys),
+                               "server", tuple(sorted(self._weights)), "server", "none",
+                               "unaccounted", note="opt-in: buffers='release'"))
+        return out
 
     def __repr__(self) -> str:
         return (f"DistributedDP(z={self.noise_multiplier}, C={self.clip_norm}, "

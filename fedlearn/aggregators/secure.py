@@ -26,6 +26,12 @@ The threshold ``t`` is fixed when the round is configured, from the number of ho
 *instructed*, and the protocol uses that same ``t``: a round with fewer reports aborts and the
 model stays as it was. Distributed DP sizes each hospital's noise share for this ``t``, the
 fewest hospitals whose inputs can be in a sum that is revealed.
+
+**Ledger.** Each hospital's masked input is listed as ``masked`` (sent, unreadable alone), and
+the revealed sums as ``unprotected`` unless a DP layer above noises them. The measurement
+``clipped_fraction`` (how many coordinates hit ``clip``) is a diagnostic of this simulation,
+which can read the inputs before masking; a real server cannot compute it, and it is not a
+release.
 """
 
 from __future__ import annotations
@@ -45,6 +51,8 @@ from .base import (
     RoundInfo,
     RunInfo,
     Sums,
+    contribution_releases,
+    sum_releases,
 )
 
 __all__ = ["Secure"]
@@ -191,9 +199,12 @@ class Secure(Aggregator):
         t = self.threshold_for(n_inst)
         row: dict[str, object] = {"instructed": n_inst, "reported": len(contributions),
                                   "threshold": t}
+        masked = contribution_releases(contributions, info.rnd, seen_by="server (masked)",
+                                       mechanism="secure aggregation", status="masked")
         if len(contributions) < t:
             reason = f"{len(contributions)} hospital(s) reported, fewer than t = {t}"
-            return AggregateResult(None, {"secure": {**row, "aborted": reason}}, aborted=reason)
+            return AggregateResult(None, {"secure": {**row, "aborted": reason},
+                                          "releases": masked}, aborted=reason)
         names = sorted(contributions[0].vectors)
         layout = {name: contributions[0].vectors[name] for name in names}
         count_keys = sorted(contributions[0].counts)
@@ -224,8 +235,8 @@ class Secure(Aggregator):
                                  seed=None if self.seed is None else derive_seed(self.seed,
                                                                                  info.rnd))
         except SecAggAbort as exc:
-            return AggregateResult(None, {"secure": {**row, "aborted": str(exc)}},
-                                   aborted=str(exc))
+            return AggregateResult(None, {"secure": {**row, "aborted": str(exc)},
+                                          "releases": masked}, aborted=str(exc))
         half = 1 << (self.bits - 1)
         tail_ints = [int(x) - (1 << self.bits) if int(x) >= half else int(x)
                      for x in res.total[-(len(count_keys) + 1):]]
@@ -245,7 +256,9 @@ class Secure(Aggregator):
                                                     for c in res.included])),
                    seconds=sum(res.client_seconds.values()) + res.server_seconds)
         sums = Sums(vectors, counts, weight_sum, weight_sum, tuple(res.included))
-        return AggregateResult(sums, {"secure": row})
+        releases = masked + sum_releases(sums, info.rnd, mechanism="secure sum",
+                                         status="unprotected")
+        return AggregateResult(sums, {"secure": row, "releases": releases})
 
     def __repr__(self) -> str:
         return (f"Secure(clip={self.clip}, bits={self.bits}, threshold={self.threshold}, "

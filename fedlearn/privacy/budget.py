@@ -10,8 +10,10 @@ epsilon would be after ``k`` more rounds) two questions:
 * before every round: would this round push epsilon over the target? If so the run stops
   *before* it, through :meth:`Strategy.stop_reason`, and ``History.stopped`` says why.
 
-Ledgers: a :class:`~fedlearn.privacy.client_dp.DPFedAvg` (client-level DP) is its own; for
-sample-level DP, :class:`HospitalLedgers` reports the worst hospital, assuming every hospital
+Ledgers: a :class:`~fedlearn.privacy.client_dp.DPFedAvg` (client-level DP) is its own, and
+so is the DP layer of any aggregator (``SecureAggregation(..., transform=DistributedGaussian)``
+is guarded through its distributed-DP layer); for sample-level DP, :class:`HospitalLedgers`
+reports the worst hospital, assuming every hospital
 takes part in the next round (the guard cannot know who will be sampled, so it is cautious).
 """
 
@@ -99,13 +101,27 @@ def rounds_within_budget(ledger: PrivacyLedger, budget: PrivacyBudget, limit: in
     return lo
 
 
+def _own_ledger(strategy: Strategy) -> PrivacyLedger:
+    """The strategy itself (DP-FedAvg), or the one DP layer of its aggregator (distributed
+    DP under secure aggregation): every DP mechanism forecasts through its accountant."""
+    if isinstance(strategy, PrivacyLedger):
+        return strategy
+    layers = [a for a in strategy.aggregator.layers() if getattr(a, "is_dp", False)]
+    if len(layers) == 1:
+        return layers[0]  # type: ignore[return-value]
+    raise TypeError(f"{type(strategy).__name__} has {len(layers)} DP aggregator layers, so no "
+                    "single privacy ledger: pass ledger=HospitalLedgers(clients, config) for "
+                    "DP-SGD hospitals, or ledger= the mechanism to guard")
+
+
 class BudgetGuard(StrategyWrapper):
     """Wrap a strategy so the run refuses to start or stops before exceeding ``budget``.
 
     Args:
         inner: the strategy that does the work (a ``DPFedAvg``, or ``FedAvg`` over DPClients).
         budget: the target ``(epsilon, delta)``.
-        ledger: what to ask for forecasts; defaults to ``inner`` when it is a ledger.
+        ledger: what to ask for forecasts; defaults to ``inner`` when it is a ledger, else to
+            the one DP layer of its aggregator.
         planned_rounds: the ``rounds`` you will pass to ``fl.run``; if given, a plan that
             does not fit is refused in :meth:`initialize`, before any training.
     """
@@ -113,10 +129,7 @@ class BudgetGuard(StrategyWrapper):
     def __init__(self, inner: Strategy, budget: PrivacyBudget,
                  ledger: PrivacyLedger | None = None, planned_rounds: int | None = None) -> None:
         if ledger is None:
-            if not isinstance(inner, PrivacyLedger):
-                raise TypeError(f"{type(inner).__name__} keeps no privacy ledger: pass "
-                                "ledger=HospitalLedgers(clients, config) for DP hospitals")
-            ledger = inner
+            ledger = _own_ledger(inner)
         if planned_rounds is not None and planned_rounds < 0:
             raise ValueError(f"planned_rounds must be >= 0, got {planned_rounds}")
         super().__init__(inner)

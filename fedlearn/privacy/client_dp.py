@@ -36,6 +36,7 @@ from ..aggregators.dp import AdaptiveClipping, CentralDP, clip_vectors
 from ..client import Client
 from ..strategy import ClientInstruction, Strategy, StrategyWrapper
 from ..utils import StateDict, derive_seed
+from .accountant import Accountant
 
 __all__ = ["clip_update", "AdaptiveClipping", "DPFedAvg"]
 
@@ -72,19 +73,27 @@ class DPFedAvg(StrategyWrapper):
         delta: the delta at which :meth:`epsilon` reports.
         seed: seeds client sampling and noise.
         buffers: ``"refuse"`` (default) or ``"release"`` BatchNorm statistics un-noised.
+        accountant: an :class:`~fedlearn.privacy.Accountant` (or its back-end ``"rdp"`` /
+            ``"prv"``) that every round reports to.
+
+    Named recipes: :meth:`fixed` (a given noise and clip), :meth:`adaptive` (the clip follows
+    a quantile of the update norms) and :meth:`for_budget` (the noise that spends a target
+    ``(epsilon, delta)`` over a planned number of rounds).
     """
 
     def __init__(self, inner: Strategy, *, noise_multiplier: float, clip_norm: float,
                  client_rate: float = 1.0, weighted: bool | None = None,
                  adaptive: AdaptiveClipping | None = None, delta: float = 1e-5,
-                 seed: int = 0, buffers: str = "refuse") -> None:
+                 seed: int = 0, buffers: str = "refuse",
+                 accountant: Accountant | str | None = None) -> None:
         super().__init__(inner)
         self.check_weighted(weighted)
         if not 0 < client_rate <= 1:
             raise ValueError(f"client_rate must be in (0, 1], got {client_rate}")
         self.dp = CentralDP(None, noise_multiplier=noise_multiplier, clip_norm=clip_norm,
                             sample_rate=client_rate, adaptive=adaptive, delta=delta,
-                            seed=seed, buffers=buffers)  # type: ignore[arg-type]
+                            seed=seed, buffers=buffers,  # type: ignore[arg-type]
+                            accountant=accountant)
         self.client_rate = float(client_rate)
         self.seed = seed
         if any(a.hides_individual for a in inner.aggregator.layers()):
@@ -95,6 +104,68 @@ class DPFedAvg(StrategyWrapper):
         self.aggregator = inner.aggregator.with_leaf(self.dp)
         self.name = f"DP-{getattr(inner, 'name', type(inner).__name__)}"
         self._cids: set[int] = set()
+
+    # ------------------------------------------------------------------ named recipes
+    @classmethod
+    def fixed(cls, inner: Strategy, *, noise_multiplier: float, clip_norm: float,
+              client_rate: float = 1.0, delta: float = 1e-5, seed: int = 0,
+              **kwargs: object) -> DPFedAvg:
+        """McMahan et al. (2018) as published: a fixed noise multiplier and clip norm.
+
+        Choose ``clip_norm`` on public or synthetic data: setting it from the hospitals'
+        observed update norms is itself a release no epsilon covers.
+        """
+        return cls(inner, noise_multiplier=noise_multiplier, clip_norm=clip_norm,
+                   client_rate=client_rate, delta=delta, seed=seed, **kwargs)  # type: ignore
+
+    @classmethod
+    def adaptive(cls, inner: Strategy, *, noise_multiplier: float, initial_clip: float = 0.1,
+                 target_quantile: float = 0.5, clip_lr: float = 0.2,
+                 count_noise: float | None = None, client_rate: float = 1.0,
+                 delta: float = 1e-5, seed: int = 0, **kwargs: object) -> DPFedAvg:
+        """Andrew et al. (2021): the clip norm follows the ``target_quantile`` of the update
+        norms, from a noised centred count whose cost is folded into ``noise_multiplier``.
+
+        Needs many hospitals per round: with ``m`` of them the count's noise is ``m / 20`` by
+        default, so a handful of hospitals gets almost no information from it.
+        """
+        return cls(inner, noise_multiplier=noise_multiplier, clip_norm=initial_clip,
+                   client_rate=client_rate, delta=delta, seed=seed,
+                   adaptive=AdaptiveClipping(target_quantile, clip_lr, count_noise),
+                   **kwargs)  # type: ignore[arg-type]
+
+    @classmethod
+    def for_budget(cls, inner: Strategy, *, epsilon: float, delta: float, rounds: int,
+                   clip_norm: float = 1.0, client_rate: float = 1.0, seed: int = 0,
+                   weighted: bool = False, **kwargs: object) -> DPFedAvg:
+        """The noise that spends exactly ``(epsilon, delta)`` over ``rounds`` rounds at
+        ``client_rate`` (Opacus' calibration), with a fixed ``clip_norm``.
+
+        The sum is unweighted by default (``weighted=False``: weighting by size multiplies the
+        sensitivity by the largest hospital's share); the inner strategy is copied with that
+        setting, so its own hooks are kept.
+        """
+        import copy as _copy
+        import math
+
+        from .accounting import calibrate_noise
+
+        if not (epsilon > 0 and math.isfinite(epsilon)):
+            raise ValueError(f"epsilon must be a finite number > 0, got {epsilon}; for a run "
+                             "without DP use the strategy itself")
+        if rounds < 1:
+            raise ValueError(f"rounds must be >= 1, got {rounds}")
+        z = calibrate_noise(epsilon, delta, client_rate, rounds)
+        strategy = inner
+        if inner.weighted != weighted:
+            strategy = _copy.copy(inner)
+            try:
+                strategy.weighted = weighted
+            except AttributeError:  # a wrapper follows its inner strategy
+                raise ValueError(f"{type(inner).__name__} is weighted={inner.weighted}; build "
+                                 f"its inner strategy with weighted={weighted}") from None
+        return cls(strategy, noise_multiplier=z, clip_norm=clip_norm, client_rate=client_rate,
+                   delta=delta, seed=seed, **kwargs)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------ the DP layer
     @property
@@ -111,11 +182,12 @@ class DPFedAvg(StrategyWrapper):
         return self.dp.delta
 
     @property
-    def adaptive(self) -> AdaptiveClipping | None:
+    def adaptive_clipping(self) -> AdaptiveClipping | None:
+        """The adaptive-clipping rule, if any (:meth:`adaptive` is the recipe that sets it)."""
         return self.dp.adaptive
 
     @property
-    def accountant(self):  # noqa: ANN201 - Opacus' RDPAccountant
+    def accountant(self) -> Accountant:
         return self.dp.accountant
 
     @property
@@ -155,4 +227,4 @@ class DPFedAvg(StrategyWrapper):
     def __repr__(self) -> str:
         return (f"DPFedAvg(inner={self.inner!r}, noise_multiplier={self.noise_multiplier}, "
                 f"clip_norm={self.clip_norm}, client_rate={self.client_rate}, "
-                f"weighted={self.weighted}, adaptive={self.adaptive})")
+                f"weighted={self.weighted}, adaptive={self.dp.adaptive})")

@@ -1,13 +1,17 @@
 """Sample-level differential privacy: each hospital trains with DP-SGD through Opacus.
 
-Here the protected unit is one *patient*: whatever the hospital's update is used for, it
-changes by at most a small, quantified amount if any single patient's record is added or
-removed. Opacus does the three things DP-SGD (Abadi et al. 2016) needs:
+Here the protected unit is one *record*: whatever the hospital's update is used for, it
+changes by at most a small, quantified amount if any single record is added or removed. A
+record is a patient only when each patient has one (UCI heart disease). MedMNIST's records
+are *images*, and one patient may have several: this is image-level DP, and by group
+privacy ``k`` images of one patient are protected at about ``k epsilon``.
+
+Opacus does the three things DP-SGD (Abadi et al. 2016) needs:
 
 1. ``DPDataLoader``: **Poisson sampling**, each record joins a batch with probability ``q``,
    which is what the privacy-amplification analysis assumes;
-2. ``GradSampleModule``: **per-sample gradients**, so that each patient's gradient can be
-   clipped to norm ``C`` (bounding their influence: the *sensitivity*);
+2. ``GradSampleModule``: **per-sample gradients**, so that each record's gradient can be
+   clipped to norm ``C`` (bounding its influence: the *sensitivity*);
 3. ``DPOptimizer``: **clip, sum, add Gaussian noise** of std ``sigma * C``, divide by the expected
    batch size, then take the ordinary optimiser step; and after each step tell the
    **RDP accountant** that one more ``(sigma, q)`` step has been spent.
@@ -29,21 +33,21 @@ from typing import Literal
 
 import torch
 from opacus import PrivacyEngine
-from opacus.accountants import RDPAccountant
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from ..client import Client, LocalHook, TrainConfig
 from ..update import ClientUpdate
 from ..utils import StateDict, derive_seed, state_sub, torch_generator
-from .accounting import accountant_after, accountant_epsilon, calibrate_noise
+from .accountant import Accountant, make_accountant
+from .accounting import calibrate_noise
 
 GradSampleMode = Literal["hooks", "ghost"]
 GRAD_SAMPLE_MODES: tuple[str, ...] = ("hooks", "ghost")
-"""How Opacus gets per-patient gradients: ``hooks`` stores each one (the default, what notebook 05
+"""How Opacus gets per-record gradients: ``hooks`` stores each one (the default, what notebook 05
 explains); ``ghost`` (fast gradient clipping, Li et al. 2022) computes only their *norms* and
 then backpropagates once more with each example's loss scaled by its clipping factor, never
-storing a per-patient gradient. (Opacus' ``functorch`` mode is not offered: it fails on the
+storing a per-record gradient. (Opacus' ``functorch`` mode is not offered: it fails on the
 empty batches Poisson sampling draws, for convolutions.)"""
 
 __all__ = ["GRAD_SAMPLE_MODES", "make_engine", "dp_sample_rate", "dp_steps_per_round",
@@ -102,7 +106,7 @@ def dp_local_train(model: nn.Module, global_state: StateDict, data: TensorDatase
     the batch actually drawn; Opacus then divides the noisy *sum* of clipped gradients by the
     *expected* batch size ``q n``, so that the batch size itself leaks nothing.
 
-    ``grad_sample_mode`` is how Opacus obtains the per-patient gradient norms; the clipped,
+    ``grad_sample_mode`` is how Opacus obtains the per-record gradient norms; the clipped,
     noised gradient and the privacy accounting are the same in every mode, only the cost
     differs (see :data:`GRAD_SAMPLE_MODES`).
     """
@@ -178,12 +182,19 @@ class DPClient(Client):
 
     Attributes:
         noise_multiplier: sigma, the noise std in units of ``max_grad_norm``.
-        max_grad_norm: C, the per-patient gradient clipping norm.
+        max_grad_norm: C, the per-record gradient clipping norm.
         delta: the delta at which this hospital reports epsilon (keep it well below 1/n).
-        grad_sample_mode: how Opacus gets per-patient gradients (:data:`GRAD_SAMPLE_MODES`);
+        grad_sample_mode: how Opacus gets per-record gradients (:data:`GRAD_SAMPLE_MODES`);
             ``"ghost"`` gives the same clipped, noised gradients and the same epsilon for less
             time and memory.
-        engine: the Opacus engine whose accountant persists over every round.
+        record_unit: what one training record is, for the release ledger: ``"image"``
+            (MedMNIST: one patient may have several images; ``k`` of them are protected at
+            about ``k epsilon``), ``"patient"`` (one row per patient, UCI heart disease) or
+            ``"record"`` (the default, when nobody said).
+        accountant: the :class:`~fedlearn.privacy.Accountant` every DP-SGD step reports to,
+            for this hospital's whole life (give one to compose with another mechanism on
+            the same images), or its back-end ``"rdp"`` (default) / ``"prv"``.
+        engine: the Opacus engine; its accountant is :attr:`accountant`'s Opacus back-end.
         rounds: how many rounds this hospital has trained in.
     """
 
@@ -191,8 +202,12 @@ class DPClient(Client):
     max_grad_norm: float = 1.0
     delta: float = 1e-5
     grad_sample_mode: GradSampleMode = "hooks"
+    accountant: Accountant | str = "rdp"  # type: ignore[assignment]
+    record_unit: str = "record"
     engine: PrivacyEngine = field(init=False, repr=False)
     rounds: int = field(init=False, default=0)
+    #: a DP hospital: the run releases only what is accounted unless told otherwise
+    is_dp = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -205,11 +220,14 @@ class DPClient(Client):
         if self.grad_sample_mode not in GRAD_SAMPLE_MODES:
             raise ValueError(f"grad_sample_mode must be one of {GRAD_SAMPLE_MODES}, "
                              f"got {self.grad_sample_mode!r}")
-        self.engine = make_engine()
+        from ..ledger import UNITS
 
-    @property
-    def accountant(self) -> RDPAccountant:
-        return self.engine.accountant  # type: ignore[return-value]
+        if self.record_unit not in UNITS[1:4]:
+            raise ValueError(f"record_unit must be one of {UNITS[1:4]}, got "
+                             f"{self.record_unit!r}")
+        self.accountant = make_accountant(self.accountant, f"DP-SGD at {self.name}")
+        self.engine = make_engine()
+        self.engine.accountant = self.accountant.opacus  # Opacus' optimiser steps it
 
     def fit(self, model: nn.Module, global_state: StateDict, config: TrainConfig, seed: int,
             hooks: Sequence[LocalHook] = ()) -> ClientUpdate:
@@ -233,7 +251,7 @@ class DPClient(Client):
 
     def epsilon(self, delta: float | None = None) -> float:
         """Epsilon spent over every round so far (0 before the first round)."""
-        return accountant_epsilon(self.accountant, self.delta if delta is None else delta)
+        return self.accountant.epsilon(self.delta if delta is None else delta)
 
     def sample_rate(self, config: TrainConfig) -> float:
         return dp_sample_rate(self.num_train, config.batch_size)
@@ -242,18 +260,19 @@ class DPClient(Client):
                       delta: float | None = None) -> float:
         """Epsilon if this hospital trained ``extra_rounds`` more rounds of ``config``."""
         steps = extra_rounds * dp_steps_per_round(self.num_train, config)
-        acc = accountant_after(self.accountant, self.noise_multiplier,
-                               self.sample_rate(config), steps)
-        return accountant_epsilon(acc, self.delta if delta is None else delta)
+        return self.accountant.epsilon_after(self.noise_multiplier, self.sample_rate(config),
+                                             steps, self.delta if delta is None else delta)
 
 
 def dp_clients_from(clients: Sequence[Client], noise_multiplier: float | Sequence[float],
                     max_grad_norm: float = 1.0, delta: float = 1e-5,
-                    grad_sample_mode: GradSampleMode = "hooks") -> list[DPClient]:
+                    grad_sample_mode: GradSampleMode = "hooks",
+                    record_unit: str = "record") -> list[DPClient]:
     """DP versions of ``clients`` (same ids, names and data), each with a fresh ledger.
 
     ``noise_multiplier`` may be one value or one per client (see :func:`calibrate_clients`);
-    ``grad_sample_mode="ghost"`` is the fast path (same maths, see :data:`GRAD_SAMPLE_MODES`).
+    ``grad_sample_mode="ghost"`` is the fast path (same maths, see :data:`GRAD_SAMPLE_MODES`);
+    ``record_unit`` names what one record is (``"image"`` for MedMNIST), for the ledger.
     """
     sigmas = ([float(noise_multiplier)] * len(clients)
               if isinstance(noise_multiplier, int | float) else list(noise_multiplier))
@@ -261,7 +280,7 @@ def dp_clients_from(clients: Sequence[Client], noise_multiplier: float | Sequenc
         raise ValueError(f"{len(sigmas)} noise multipliers for {len(clients)} clients")
     return [DPClient(cid=c.cid, train=c.train, test=c.test, name=c.name, meta=dict(c.meta),
                      noise_multiplier=s, max_grad_norm=max_grad_norm, delta=delta,
-                     grad_sample_mode=grad_sample_mode)
+                     grad_sample_mode=grad_sample_mode, record_unit=record_unit)
             for c, s in zip(clients, sigmas, strict=True)]
 
 

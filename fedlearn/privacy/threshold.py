@@ -17,9 +17,11 @@ anyone to add the noise. The server sums the noisy histograms, reads off the ROC
 the bin edges and picks a threshold. The bins must not depend on the data: edges are evenly
 spaced in *logit* space, because DP models often squeeze their probabilities near 0 or 1.
 
-Validation patients are not training patients, so this ``epsilon`` does not add to the
-DP-SGD budget of the training patients (parallel composition): each patient is covered by
-the one mechanism that saw their data.
+Validation records are not training records, so for one *record* this ``epsilon`` and the
+DP-SGD budget would not add up (parallel composition). For one *patient* they can: MedMNIST's
+splits are by image, so a patient may have images in both. The release ledger therefore adds
+the two per hospital (a conservative total): pass each hospital's
+:class:`~fedlearn.privacy.Accountant` as ``accountants=`` and its release is recorded there.
 """
 
 from __future__ import annotations
@@ -27,9 +29,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from .accountant import Accountant
 
 __all__ = ["ThresholdChoice", "logit_bin_edges", "score_histogram", "noisy_histograms",
            "roc_from_histogram", "dp_threshold"]
@@ -97,15 +103,24 @@ def score_histogram(y_true: np.ndarray | torch.Tensor, p_disease: np.ndarray | t
 def noisy_histograms(sites: Sequence[tuple[np.ndarray | torch.Tensor,
                                            np.ndarray | torch.Tensor]],
                      epsilon: float, edges: np.ndarray, *,
-                     rng: np.random.Generator) -> np.ndarray:
+                     rng: np.random.Generator,
+                     accountants: Sequence[Accountant] | None = None) -> np.ndarray:
     """The sum over hospitals of each one's histogram plus Laplace(1 / epsilon) noise.
 
-    ``epsilon = inf`` adds no noise (the non-private reference).
+    ``epsilon = inf`` adds no noise (the non-private reference). ``accountants`` (one per
+    hospital, in the order of ``sites``) each record their hospital's ``(epsilon, 0)`` release.
     """
     if not epsilon > 0:
         raise ValueError(f"epsilon must be > 0, got {epsilon}")
     if not sites:
         raise ValueError("no hospitals to histogram")
+    if accountants is not None:
+        if len(accountants) != len(sites):
+            raise ValueError(f"accountants: {len(accountants)} given for {len(sites)} "
+                             "hospitals; pass one per hospital, in the same order")
+        if math.isfinite(epsilon):
+            for acc in accountants:
+                acc.pure_epsilon(epsilon, "noised validation histogram (threshold)")
     total = np.zeros((2, len(edges) - 1))
     for y, p in sites:
         h = score_histogram(y, p, edges)
@@ -138,19 +153,22 @@ def roc_from_histogram(hist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def dp_threshold(sites: Sequence[tuple[np.ndarray | torch.Tensor, np.ndarray | torch.Tensor]],
                  epsilon: float, *, seed: int, target_sensitivity: float | None = None,
-                 bins: int = 40, max_logit: float = 8.0) -> ThresholdChoice:
+                 bins: int = 40, max_logit: float = 8.0,
+                 accountants: Sequence[Accountant] | None = None) -> ThresholdChoice:
     """A decision threshold from the hospitals' noisy validation histograms.
 
     ``sites`` holds ``(y_true, P(disease) or class probabilities)`` per hospital. Rule:
     Youden's J (the threshold maximising sensitivity + specificity - 1), or, with
     ``target_sensitivity``, the highest threshold whose estimated sensitivity reaches the
     target (the best specificity among those). Each hospital's release is
-    ``(epsilon, 0)``-DP for its validation patients.
+    ``(epsilon, 0)``-DP for its validation records, and recorded in its accountant if
+    ``accountants`` are given.
     """
     if target_sensitivity is not None and not 0 < target_sensitivity <= 1:
         raise ValueError(f"target_sensitivity must be in (0, 1], got {target_sensitivity}")
     edges = logit_bin_edges(bins, max_logit)
-    hist = noisy_histograms(sites, epsilon, edges, rng=np.random.default_rng(seed))
+    hist = noisy_histograms(sites, epsilon, edges, rng=np.random.default_rng(seed),
+                            accountants=accountants)
     sens, spec = roc_from_histogram(hist)
     if target_sensitivity is None:
         b = int(np.argmax(sens + spec - 1.0))

@@ -23,11 +23,15 @@ Gaussian or Skellam: Kairouz, Liu and Steinke 2021; Agarwal et al. 2021). fedlea
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 from ..aggregators.base import Contribution
 from ..aggregators.dp import DistributedDP
 from ..update import ClientUpdate
 from .strategy import RoundContext
+
+if TYPE_CHECKING:
+    from ..privacy.accountant import Accountant
 
 __all__ = ["DistributedGaussian"]
 
@@ -42,12 +46,18 @@ class DistributedGaussian(DistributedDP):
             (1.0 when every hospital is asked every round).
         seed: seeds each hospital's noise (``derive_seed(seed, round, cid)``).
         buffers: ``"refuse"`` (default) or ``"release"`` BatchNorm statistics un-noised.
+        delta: the delta at which :meth:`epsilon` reports.
+        accountant: an :class:`~fedlearn.privacy.Accountant` (or ``"rdp"`` / ``"prv"``); every
+            revealed round is one Gaussian step of it, so a
+            :class:`~fedlearn.privacy.BudgetGuard` can guard a distributed-DP run.
     """
 
     def __init__(self, clip_norm: float, noise_multiplier: float, *, sample_rate: float = 1.0,
-                 seed: int = 0, buffers: str = "refuse") -> None:
+                 seed: int = 0, buffers: str = "refuse", delta: float = 1e-5,
+                 accountant: Accountant | str | None = None) -> None:
         super().__init__(None, clip_norm=clip_norm, noise_multiplier=noise_multiplier,
-                         sample_rate=sample_rate, seed=seed, buffers=buffers)  # type: ignore
+                         sample_rate=sample_rate, seed=seed, buffers=buffers,  # type: ignore
+                         delta=delta, accountant=accountant)
 
     def client_std(self, ctx: RoundContext) -> float:
         """``z C / sqrt(t)``: one hospital's noise std."""
