@@ -64,6 +64,9 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "survival": (),
     "system": (),
     "validation": (),
+    "evaluation": (),
+    "splits": (),
+    "tuning": (),
 }
 
 # modules that ``from fedlearn import *`` also binds (kept as before: these three only, so a

@@ -117,5 +117,5 @@ def augmented_clients(clients: Sequence[Client], augment: Augment | None = None,
     """Augmenting versions of ``clients`` (same ids, names, data, meta and loss)."""
     aug = augment if augment is not None else Augment()
     return [AugmentedClient(cid=c.cid, train=c.train, test=c.test, name=c.name,
-                            meta=dict(c.meta), loss_fn=c.loss_fn, augment=aug)
+                            meta=dict(c.meta), loss_fn=c.loss_fn, val=c.val, augment=aug)
             for c in clients]

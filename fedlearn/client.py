@@ -88,13 +88,17 @@ class LocalHook:
     def after_backward(self, model: nn.Module) -> None:
         """Called after ``backward`` and before the optimiser step (e.g. SCAFFOLD's correction)."""
 
+    def after_step(self, model: nn.Module) -> None:
+        """Called after each optimiser step (e.g. Ditto's proximal step towards the global
+        model, which is stable for any coupling strength, unlike a gradient penalty)."""
+
     def on_end(self, model: nn.Module, num_steps: int) -> None:
         """Called after the last step (e.g. update a client control variate)."""
 
 
 @dataclass
 class Client:
-    """One hospital in a simulation: an id, a name and its private train/test data.
+    """One hospital in a simulation: an id, a name and its private train/validation/test data.
 
     The data are checked at construction (:func:`fedlearn.validation.check_client_data`):
     ``TensorDataset(x, y)`` with one label per input, test inputs shaped like the training
@@ -102,6 +106,12 @@ class Client:
     indices >= 0 and never -100 (torch's silent ``ignore_index``). Labels are not converted
     for you: ``y.long()`` is one call, and a silent conversion would hide float labels that
     are not whole numbers. Labels against the model's outputs are checked by ``fl.run``.
+
+    ``val`` is the hospital's own validation split (model selection and tuning read it, never
+    ``test``; :func:`fedlearn.splits.with_validation` carves it from ``train``). ``personal``
+    is what personalised algorithms keep *at the hospital* between rounds (Ditto's personal
+    model, FedPer's head, ...), keyed by the algorithm's name: it is never sent, and it lives
+    here rather than on the server's strategy object.
     """
 
     cid: int
@@ -111,6 +121,8 @@ class Client:
     meta: dict[str, object] = field(default_factory=dict)
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
     """Local loss; ``None`` means cross-entropy (with ``TrainConfig.class_weights``)."""
+    val: TensorDataset | None = None
+    personal: dict[str, object] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -119,6 +131,8 @@ class Client:
             raise ConfigError(f"{self.name} has no training examples; drop this hospital or "
                               "give it data")
         check_client_data(self)  # shapes, label dtype and sign, test inputs vs training inputs
+        if self.val is not None:
+            _check_val(self)
 
     @property
     def num_train(self) -> int:
@@ -129,6 +143,22 @@ class Client:
         """Load the global weights into ``model``, train locally, return the update."""
         return local_train(model, global_state, self.train, config, seed=seed, hooks=hooks,
                            cid=self.cid, loss_fn=self.loss_fn)
+
+
+def _check_val(client: Client) -> None:
+    """The validation split must look like the training split (a pair, same input shape)."""
+    val = client.val
+    tensors = getattr(val, "tensors", None)
+    if not isinstance(val, TensorDataset) or tensors is None or len(tensors) != 2:
+        raise ConfigError(f"{client.name}: val must be a TensorDataset(x, y), got "
+                          f"{type(val).__name__}; build it like the training set")
+    xv, yv = tensors
+    x = client.train.tensors[0]
+    if xv.shape[1:] != x.shape[1:] or len(xv) != len(yv):
+        raise ConfigError(f"{client.name}: validation inputs have shape {tuple(xv.shape)} with "
+                          f"{len(yv)} labels but training inputs {tuple(x.shape[1:])} per "
+                          "example; preprocess the validation split exactly like the training "
+                          "split, with one label per input")
 
 
 def cross_entropy_loss(class_weights: Sequence[float] | None = None,
@@ -217,6 +247,8 @@ def local_train(model: nn.Module, global_state: StateDict, data: TensorDataset,
             if config.max_grad_norm is not None:
                 nn.utils.clip_grad_norm_(params, config.max_grad_norm)
             opt.step()
+            for h in hooks:
+                h.after_step(model)
             steps += 1
             loss_sum += float(loss.detach())
         epoch += 1

@@ -247,9 +247,12 @@ class Consortium:
 
         Use ``eval_split="val"`` for every choice made while designing the study (method,
         hyperparameters), and the test split once, at the end. With ``augment`` every client
-        is an :class:`~fedlearn.augment.AugmentedClient`.
+        is an :class:`~fedlearn.augment.AugmentedClient`. Every client also carries its
+        hospital's validation split as ``Client.val``, which the tuner
+        (:mod:`fedlearn.tuning`) reads instead of ``test``.
         """
-        clients = [Client(cid=i, train=h.train, test=h.split(eval_split), name=h.name)
+        clients = [Client(cid=i, train=h.train, test=h.split(eval_split), name=h.name,
+                          val=h.val)
                    for i, h in enumerate(self.hospitals)]
         return list(augmented_clients(clients, augment)) if augment is not None else clients
 

@@ -1,6 +1,9 @@
 """The composition matrix: every algorithm under every aggregator does what each part says.
 
-Rows: FedAvg, FedProx, SCAFFOLD, FedAvgM, FedAdam, FedYogi, FedAdagrad, FedBN, FedNova.
+Rows: FedAvg, FedProx, SCAFFOLD, FedAvgM, FedAdam, FedYogi, FedAdagrad, FedBN, FedNova, and
+the personalised methods FedPer and Ditto (whose hospitals' own models, kept in
+``client.personal``, are compared like FedBN's layers; FedRep, FENDA-FL, APFL and FineTune, on
+the same code paths, join the central-DP column only).
 Columns: secure aggregation, central DP, distributed DP inside secure aggregation, top-k
 compression (with error feedback) inside secure aggregation. With the noise off, each wrapped
 run must equal its reference run every round:
@@ -27,13 +30,21 @@ from torch import nn
 
 import fedlearn as fl
 from fedlearn.algorithms import (
+    APFL,
+    Ditto,
     FedAdagrad,
     FedAdam,
     FedAvgM,
     FedBN,
     FedNova,
+    FedPer,
     FedProx,
+    FedRep,
     FedYogi,
+    FendaFL,
+    FendaNet,
+    FineTune,
+    PersonalStrategy,
     Scaffold,
 )
 from fedlearn.compression import Compressed, TopK
@@ -60,6 +71,19 @@ ALGORITHMS: dict[str, Callable[[bool], fl.Strategy]] = {
     "FedAdagrad": lambda w: FedAdagrad(CFG, server_lr=0.05, weighted=w),
     "FedBN": lambda w: FedBN(CFG, weighted=w),
     "FedNova": lambda w: FedNova(CFG, weighted=w),
+    "FedPer": lambda w: FedPer(CFG, head=("net.2.",), weighted=w),
+    "Ditto": lambda w: Ditto(CFG, lam=0.5, weighted=w),
+}
+# FedPer (personal keys kept out of the contribution) and Ditto (a personal model trained by a
+# hook) are the two mechanisms; the methods below reach the aggregators by the same code paths
+# (FedRep and FENDA-FL are FedPer with another schedule or prefixes, APFL a hook like Ditto's,
+# FineTune sends FedAvg's contributions), so they join the cheapest column only, to bound the
+# suite's time
+SAME_PATH: dict[str, Callable[[bool], fl.Strategy]] = {
+    "FedRep": lambda w: FedRep(CFG, head=("net.2.",), head_steps=2, weighted=w),
+    "APFL": lambda w: APFL(CFG, alpha=0.5, learn_alpha=True, weighted=w),
+    "FineTune": lambda w: FineTune(CFG, steps=4, weighted=w),
+    "FENDA-FL": lambda w: FendaFL(CFG, weighted=w),
 }
 
 
@@ -83,13 +107,18 @@ def clients() -> list[fl.Client]:
 
 
 def model_for(alg: str) -> nn.Module:
-    return BNNet() if alg == "FedBN" else fl.make_model("mlp", in_features=5, hidden=(6,), seed=0)
+    if alg == "FedBN":
+        return BNNet()
+    if alg == "FENDA-FL":
+        return FendaNet(5, hidden=4, seed=0)
+    return fl.make_model("mlp", in_features=5, hidden=(6,), seed=0)
 
 
 def run(alg: str, strategy: fl.Strategy) -> tuple[fl.History, list[dict[str, torch.Tensor]],
                                                   list[dict], fl.Strategy]:
     """A run, with the global weights and the algorithm's own state after every round."""
     states, extra = [], []
+    hospitals = clients()
 
     def snapshot(rnd: int, model: nn.Module, history: fl.History) -> None:
         states.append({k: v.detach().clone() for k, v in model.state_dict().items()})
@@ -103,8 +132,13 @@ def run(alg: str, strategy: fl.Strategy) -> tuple[fl.History, list[dict[str, tor
         elif isinstance(core, FedBN):
             extra.append({cid: {k: v.clone() for k, v in bn.items()}
                           for cid, bn in core.local_bn.items()})
+        elif isinstance(core, PersonalStrategy):  # what each hospital keeps, and uses
+            state = model.state_dict()
+            extra.append({c.cid: {"kept": _tensors(c.personal.get(core.name, {})),
+                                  "uses": _tensors(core.personal_state(c.cid, state))}
+                          for c in hospitals})
 
-    hist = fl.run(model_for(alg), clients(), strategy, rounds=ROUNDS, seed=1, progress=False,
+    hist = fl.run(model_for(alg), hospitals, strategy, rounds=ROUNDS, seed=1, progress=False,
                   callback=snapshot, system=SystemModel(step_budgets=BUDGETS),
                   release_unaccounted=("train_loss", "test_metrics"))  # compared across stacks
     return hist, states, extra, strategy
@@ -151,6 +185,12 @@ def compare(alg: str, wrapped: tuple, reference: tuple, tol_of_round: Callable[[
     return diffs
 
 
+def _tensors(tree: dict) -> dict:
+    """A copy of a hospital's kept state with numbers (APFL's alpha) as tensors."""
+    return {k: _tensors(v) if isinstance(v, dict) else torch.as_tensor(v).detach().clone()
+            for k, v in tree.items()}
+
+
 def _flatten(tree: dict) -> dict[str, torch.Tensor]:
     out: dict[str, torch.Tensor] = {}
     for k, v in tree.items():
@@ -180,10 +220,11 @@ def test_secure_aggregation_equals_the_clear_sums(alg: str) -> None:
     compare(alg, wrapped, ref, secure_bounds(wrapped[0]))
 
 
-@pytest.mark.parametrize("alg", list(ALGORITHMS))
+@pytest.mark.parametrize("alg", [*ALGORITHMS, *SAME_PATH])
 def test_central_dp_with_the_noise_off_is_bit_identical(alg: str) -> None:
-    ref = run(alg, ALGORITHMS[alg](True))
-    wrapped = run(alg, DPFedAvg(ALGORITHMS[alg](True), noise_multiplier=0.0, clip_norm=1e12,
+    make = ALGORITHMS.get(alg) or SAME_PATH[alg]
+    ref = run(alg, make(True))
+    wrapped = run(alg, DPFedAvg(make(True), noise_multiplier=0.0, clip_norm=1e12,
                                 client_rate=1.0))
     frame = wrapped[0].aggregation_frame("central_dp")
     assert (frame["noise_std_on_sum"] == 0).all() and len(frame) == ROUNDS

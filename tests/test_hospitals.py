@@ -176,6 +176,8 @@ def test_consortium_helpers():
     clients = cons.clients("val")
     assert all(isinstance(c, Client) for c in clients)
     assert [len(c.test) for c in clients] == [len(h.val) for h in cons]
+    # every client carries its hospital's own validation split, whatever eval_split is
+    assert all(c.val is h.val for c, h in zip(cons.clients(), cons, strict=True))
     assert len(cons.pooled("train")) == 600
     w = cons.class_weights()
     n = np.bincount(cons.pooled("train").tensors[1].numpy())
