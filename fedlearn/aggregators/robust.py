@@ -61,6 +61,11 @@ from .base import (
 )
 from .dp import clip_vectors
 
+try:  # the release ledger (issue 13); absent before it is merged
+    from .base import contribution_releases
+except ImportError:  # pragma: no cover - depends on the merge order
+    contribution_releases = None
+
 __all__ = ["RobustRule", "Median", "TrimmedMean", "Krum", "CenteredClipping", "NormBound",
            "coordinate_median", "trimmed_mean", "krum_scores", "krum_select"]
 
@@ -193,13 +198,16 @@ class RobustRule(Aggregator):
     def aggregate(self, contributions: Sequence[Contribution], info: RoundInfo
                   ) -> AggregateResult:
         if not contributions:
-            return AggregateResult(None, {self.name: {"summed": 0}},
+            return AggregateResult(None, {self.name: {"summed": 0}, "releases": []},
                                    aborted="no hospital reported")
         weighted_sums(contributions, info.template)  # same vectors, keys, shapes everywhere
+        # the server reads every reported update in the clear, the rejected ones included
+        releases = [] if contribution_releases is None else contribution_releases(
+            contributions, info.rnd, seen_by="server", mechanism="none", status="unprotected")
         why = self.too_few(len(contributions))
         if why is not None:
-            return AggregateResult(None, {self.name: {"reported": len(contributions)}},
-                                   aborted=why)
+            return AggregateResult(None, {self.name: {"reported": len(contributions)},
+                                          "releases": releases}, aborted=why)
         x = torch.stack([_flat(c) for c in contributions])
         cids = [c.cid for c in contributions]
         centre, used, meas = self.centre(x, cids)
@@ -207,7 +215,7 @@ class RobustRule(Aggregator):
         vectors, counts = _unflat(centre * k, contributions[0])
         sums = Sums(vectors, counts, k, k, tuple(used))
         meas = {"reported": len(contributions), "used": len(used), **meas}
-        return AggregateResult(sums, {self.name: meas})
+        return AggregateResult(sums, {self.name: meas, "releases": releases})
 
     def too_few(self, k: int) -> str | None:
         """Why a round with ``k`` reports cannot be aggregated (it then aborts), or None."""
