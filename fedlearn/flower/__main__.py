@@ -6,6 +6,7 @@ the final per-hospital scores and the network traffic, and stops every process i
 whatever happens (errors, Ctrl-C, SIGTERM). Examples::
 
     python -m fedlearn.flower run --nodes 3 --rounds 2 --compare
+    python -m fedlearn.flower run --nodes 2 --rounds 1 --secure   # TLS + registered keys
     python -m fedlearn.flower run --nodes 3 --rounds 1 --secagg --dp-clip 0.3 --dp-noise 0.5
     python -m fedlearn.flower run --data breastmnist --model cnn --nodes 3 --epochs 1 --port 0
 
@@ -109,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--dp-clip", type=float, default=None,
                    help="central DP: clients clip updates to this L2 norm (implies --secagg)")
     r.add_argument("--dp-noise", type=float, default=1.0, help="DP noise multiplier z")
+    r.add_argument("--secure", action="store_true",
+                   help="TLS from a fresh CA and SuperNode authentication (registered keys) "
+                        "instead of --insecure; keys live in the workdir")
     r.add_argument("--host", default="127.0.0.1")
     r.add_argument("--port", type=int, default=19100, help="SuperLink port (0: a free one)")
     r.add_argument("--node-ports", type=int, nargs="*", default=None,
@@ -162,6 +166,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     res = run_flower(clients, strategy, args.rounds, spec, workdir=args.workdir, port=port,
                      node_ports=node_ports, connect_timeout=args.connect_timeout, quiet=False,
+                     secure=args.secure,
                      seed=args.seed, min_nodes=args.min_nodes, evaluate=args.evaluate,
                      secagg=secagg, dp=dp, out_dir=args.out_dir,
                      round_timeout=args.round_timeout, run_timeout=args.run_timeout,

@@ -219,18 +219,25 @@ def _workdir(workdir: str | Path | None) -> Iterator[Path]:
 def run_flower(clients: Sequence[Client], strategy: Strategy, rounds: int, model: ModelSpec,
                *, workdir: str | Path | None = None, port: int | None = None,
                node_ports: Sequence[int] | None = None, connect_timeout: float = 180.0,
-               quiet: bool = True, **kwargs: Any) -> FlowerResult:
+               quiet: bool = True, secure: bool = False, **kwargs: Any) -> FlowerResult:
     """Like :func:`fedlearn.run`, but on a real Flower federation of separate processes.
 
     Starts one SuperLink and ``len(clients)`` SuperNodes on loopback, runs the experiment
     (keyword arguments as in :func:`run_on_federation`) and stops every process, also
     when something fails. ``workdir`` (default: a temporary folder, deleted afterwards)
-    receives the partition files, Flower's state, the logs and the results.
+    receives the partition files, Flower's state, the logs and the results. ``secure=True``
+    runs a :class:`~fedlearn.flower.secure_federation.SecureFederation` instead (TLS from a
+    CA created in the workdir, every hospital's key registered): the same results.
     """
     with _workdir(workdir) as root:
         paths = write_partitions(clients, root / "data")
-        with Federation(paths, root / "state", port=port, node_ports=node_ports,
-                        connect_timeout=connect_timeout, quiet=quiet) as fed:
+        cls = Federation
+        if secure:
+            from .secure_federation import SecureFederation
+
+            cls = SecureFederation
+        with cls(paths, root / "state", port=port, node_ports=node_ports,
+                 connect_timeout=connect_timeout, quiet=quiet) as fed:
             if kwargs.get("names") is None:
                 kwargs["names"] = [c.name for c in clients]
             if kwargs.get("out_dir") is None:
