@@ -18,7 +18,7 @@ optimistic and its choice unstable; repeating seeds or cross-validating averages
 And under differential privacy, tuning itself spends privacy: every trial's validation
 scores are releases computed from the same patients. This module does not account for it
 (no private selection, e.g. Papernot & Steinke 2022): a recipe chosen here must be listed as
-*unaccounted* in a release ledger.
+*unaccounted* in a release ledger: :meth:`TuningResult.record_in` adds both rows.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from torch import nn
 from .client import Client
 from .errors import ConfigError
 from .evaluation import own_model_scores
+from .ledger import Ledger
 from .simulation import run as fl_run
 from .splits import kfold
 from .strategy import Strategy, StrategyWrapper
@@ -145,6 +146,23 @@ class TuningResult:
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame([{**t.params, "val_score": t.score, "best_round": t.best_round}
                              for t in self.trials])
+
+    def record_in(self, ledger: Ledger, about: Sequence[int], *, dp: bool) -> None:
+        """List what the tuning released in ``ledger`` (e.g. the final run's
+        ``history.release_ledger``): every hospital's validation score of every round of every
+        trial, and the chosen recipe. No mechanism protects either, so in a DP study both are
+        ``unaccounted`` (private selection would be needed to account for them)."""
+        status = "unaccounted" if dp else "unprotected"
+        runs = sum(len(curve) for t in self.trials for curve in t.curves)
+        ledger.add_study_release(
+            "validation scores (tuning)", about, numbers=runs * len(about), status=status,
+            mechanism="none", seen_by="server", source="hospital",
+            note=f"{len(self.trials)} trials, one score per hospital per round")
+        best = self.best
+        ledger.add_study_release(
+            "recipe chosen on validation", about, status=status, mechanism="none",
+            note=f"best of {len(self.trials)} trials: {best.params}, round {best.best_round}; "
+                 "no private selection")
 
 
 def tune(make_strategy: Callable[..., Strategy], make_model: Callable[[int], nn.Module],

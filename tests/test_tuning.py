@@ -47,6 +47,13 @@ def test_tuning_never_touches_a_test_set_and_picks_the_useful_learning_rate(spli
     res = tune(make, model, hospitals(), {"lr": [1e-6, 0.3]}, rounds=2, split=split, k=2)
     assert res.best.params == {"lr": 0.3}
     assert list(res.frame().columns) == ["lr", "val_score", "best_round"]
+    if split == "val":  # what the tuning released, in a DP study's ledger
+        ledger = fl.Ledger({c.cid: c.name for c in hospitals()})
+        res.record_in(ledger, [c.cid for c in hospitals()], dp=True)
+        flagged = ledger.unaccounted()
+        assert [r.quantity for r in flagged] == ["validation scores (tuning)",
+                                                 "recipe chosen on validation"]
+        assert "{'lr': 0.3}" in flagged[1].note and flagged[0].numbers > 0
 
 
 def test_the_tuner_refuses_to_read_test_data() -> None:
