@@ -63,6 +63,9 @@ def test_source_notebook_marks_solutions_and_grades_self_checks() -> None:
 def test_unknown_notebook_prefix_is_refused(tmp_path: Path) -> None:
     with pytest.raises(mc.ClassroomError, match="--only 99"):
         mc.select(NOTEBOOKS, ["99"])
+    # a number names that notebook only, not its appendix; the appendix by its own name
+    assert [p.stem for p in mc.select(NOTEBOOKS, ["01"])] == ["01_what_is_federated_learning"]
+    assert [p.stem[:3] for p in mc.select(NOTEBOOKS, ["01b"])] == ["01b"]
 
 
 def _submit(course: Path, student: str, name: str, folder: str) -> None:

@@ -109,11 +109,20 @@ def _nbgrader(course: Path, *args: str) -> None:
 
 
 def select(src: Path, only: list[str] | None) -> list[Path]:
-    """The notebooks of ``src`` to include: all, or those whose name starts with one of ``only``."""
+    """The notebooks of ``src`` to include: all, or those ``only`` names.
+
+    A name is a notebook's number (``01`` is ``01_...`` and not the appendix ``01b_...``) or
+    the start of its file name beyond the number (``01b_read``).
+    """
     notebooks = sorted(src.glob("*.ipynb"))
+
+    def named(p: Path, prefix: str) -> bool:
+        number = p.stem.split("_", 1)[0]
+        return number == prefix or (len(prefix) > len(number) and p.stem.startswith(prefix))
+
     if only:
-        chosen = [p for p in notebooks if any(p.name.startswith(prefix) for prefix in only)]
-        unknown = [o for o in only if not any(p.name.startswith(o) for p in notebooks)]
+        chosen = [p for p in notebooks if any(named(p, prefix) for prefix in only)]
+        unknown = [o for o in only if not any(named(p, o) for p in notebooks)]
         if unknown:
             raise ClassroomError(f"--only {' '.join(unknown)}: no notebook in {src} starts with "
                                  f"that; available: {', '.join(p.stem for p in notebooks)}")
