@@ -44,6 +44,12 @@ def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, fl
     return float(ci.low), float(ci.high)
 
 
+def _positive_scores(p: np.ndarray) -> np.ndarray:
+    """The score of the positive class: ``p`` itself, or its column 1 for class probabilities."""
+    s = np.asarray(p, dtype=float)
+    return s[:, 1] if s.ndim == 2 else s
+
+
 def _auroc_rows(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
     """AUROC of every row: the Mann-Whitney statistic from mid-ranks (ties count 1/2), all
     replicates at once (the same number scikit-learn's ``roc_auc_score`` gives, tested)."""
@@ -66,8 +72,7 @@ def bootstrap_auroc_interval(y: np.ndarray, p: np.ndarray, *, seed: int, n_boot:
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     y = np.asarray(y).astype(int)
-    s = np.asarray(p, dtype=float)
-    s = s[:, 1] if s.ndim == 2 else s
+    s = _positive_scores(p)
     pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
     if len(pos) == 0 or len(neg) == 0:
         return float("nan"), float("nan")
@@ -88,19 +93,18 @@ def metrics_with_intervals(preds: Mapping[str, tuple[np.ndarray, np.ndarray]],
     :func:`fedlearn.report.collect_predictions` returns them; hospital ``i`` (in order)
     bootstraps from ``seed + i``.
     """
+    from sklearn.metrics import roc_auc_score
+
     from .report import POOLED, _pool
 
     items = [(n, yp) for n, yp in preds.items() if n != POOLED] + [(POOLED, _pool(preds))]
     rows = {}
     for i, (name, (y, p)) in enumerate(items):
         y = np.asarray(y).astype(int)
-        s = np.asarray(p, dtype=float)
-        s = s[:, 1] if s.ndim == 2 else s
+        s = _positive_scores(p)
         called = s >= threshold
         tp, pos = int(np.sum(called & (y == 1))), int(np.sum(y == 1))
         tn, neg = int(np.sum(~called & (y == 0))), int(np.sum(y == 0))
-        from sklearn.metrics import roc_auc_score
-
         auroc = float(roc_auc_score(y, s)) if pos and neg else float("nan")
         a_lo, a_hi = bootstrap_auroc_interval(y, s, seed=seed + i, n_boot=n_boot,
                                               confidence=confidence)
