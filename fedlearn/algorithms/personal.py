@@ -38,12 +38,12 @@ from typing import Any
 
 from torch import nn
 
-from ..client import Client, TrainConfig, local_train
+from ..client import Client, LocalHook, TrainConfig, local_train
 from ..errors import ConfigError
 from ..strategy import FedAvg
 from ..utils import StateDict, clone_state, derive_seed
 
-__all__ = ["PersonalStrategy", "FineTune", "split_keys", "check_coupling"]
+__all__ = ["PersonalStrategy", "FineTune", "AfterRoundHook", "split_keys", "check_coupling"]
 
 
 def split_keys(model: nn.Module, prefixes: Sequence[str], *, what: str = "head"
@@ -82,6 +82,21 @@ def check_coupling(name: str, value: float, low: float, high: float, fix: str) -
         span = f">= {low}" if high == math.inf else f"in [{low}, {high}]"
         raise ConfigError(f"{name} must be a finite number {span}, got {value!r}; {fix}")
     return float(value)
+
+
+class AfterRoundHook(LocalHook):
+    """One hospital's hook for one round of a strategy that trains a personal model *after*
+    the round's local steps (Ditto, APFL): it keeps the global model the hospital received,
+    which the personal step is coupled to. Subclasses define ``on_end``."""
+
+    def __init__(self, strategy: PersonalStrategy, client: Client, rnd: int) -> None:
+        self.strategy = strategy
+        self.client = client
+        self.rnd = rnd
+        self._global: StateDict = {}
+
+    def on_start(self, model: nn.Module, global_state: StateDict) -> None:
+        self._global = clone_state(global_state)
 
 
 class PersonalStrategy(FedAvg):

@@ -24,8 +24,8 @@ from torch import nn
 from torch.func import functional_call
 
 from ..client import Client, LocalHook, TrainConfig, _batches, cross_entropy_loss
-from ..utils import StateDict, clone_state, derive_seed, torch_generator
-from .personal import PersonalStrategy, check_coupling
+from ..utils import StateDict, derive_seed, torch_generator
+from .personal import AfterRoundHook, PersonalStrategy, check_coupling
 
 __all__ = ["APFL", "APFLHook", "mix"]
 
@@ -36,17 +36,8 @@ def mix(v: StateDict, w: StateDict, alpha: float) -> StateDict:
             for k in w}
 
 
-class APFLHook(LocalHook):
+class APFLHook(AfterRoundHook):
     """Remembers the received ``w``; after local training, updates ``v_k`` and ``alpha_k``."""
-
-    def __init__(self, strategy: APFL, client: Client, rnd: int) -> None:
-        self.strategy = strategy
-        self.client = client
-        self.rnd = rnd
-        self._global: StateDict = {}
-
-    def on_start(self, model: nn.Module, global_state: StateDict) -> None:
-        self._global = clone_state(global_state)
 
     def on_end(self, model: nn.Module, num_steps: int) -> None:
         s = self.strategy

@@ -28,7 +28,7 @@ from torch import nn
 
 from ..client import Client, LocalHook, TrainConfig, local_train
 from ..utils import StateDict, clone_state, derive_seed
-from .personal import PersonalStrategy, check_coupling
+from .personal import AfterRoundHook, PersonalStrategy, check_coupling
 
 __all__ = ["Ditto", "ProxToward", "DittoHook"]
 
@@ -49,18 +49,9 @@ class ProxToward(LocalHook):
             p.mul_(shrink).add_(self.anchor[name].to(p.dtype), alpha=self.c * shrink)
 
 
-class DittoHook(LocalHook):
+class DittoHook(AfterRoundHook):
     """Remembers the received global model; after local training, updates ``v_k`` at the
     hospital (its own SGD with the proximal step towards that global model)."""
-
-    def __init__(self, strategy: Ditto, client: Client, rnd: int) -> None:
-        self.strategy = strategy
-        self.client = client
-        self.rnd = rnd
-        self._global: StateDict = {}
-
-    def on_start(self, model: nn.Module, global_state: StateDict) -> None:
-        self._global = clone_state(global_state)
 
     def on_end(self, model: nn.Module, num_steps: int) -> None:
         s = self.strategy
