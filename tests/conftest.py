@@ -12,6 +12,14 @@ from pathlib import Path
 
 import pytest
 
+# Under pytest-xdist (``make unit`` runs two workers) each worker gets one of the two cores:
+# two workers with two torch threads each would fight over the same cores.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    import torch
+
+    torch.set_num_threads(1)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # subprocesses the tests start
+
 
 @pytest.fixture
 def data_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:

@@ -1,0 +1,126 @@
+"""The Chinese edition of the course, generated from the English notebooks and a catalog.
+
+Why generated: a hand-kept translation drifts (d2l-zh lives in another repository and lags the
+English book). Here the English notebook stays the only source of code and outputs, and each
+notebook's translations live in one human-edited catalog, ``notebooks/zh/catalog/<stem>.yaml``:
+
+.. code-block:: yaml
+
+    notebook: 01_what_is_federated_learning.ipynb
+    language: zh-CN
+    cells:
+      <cell id>:            # the English Markdown cell's nbformat id, in notebook order
+        en_sha256: 1f0c...  # first 16 hex digits of sha256(English source, UTF-8)
+        en: |-              # the English source this entry translates (to diff when stale)
+          ...
+        zh: |-              # the translation (empty: not translated yet)
+          ...
+
+An entry is *stale* when the English cell's hash differs from ``en_sha256``: the English
+changed after it was translated. ``update`` never refreshes a stale entry's hash (that would
+hide the staleness); it only adds entries for new cells and drops entries of deleted ones.
+
+Usage::
+
+    python tools/translate.py update notebooks/01_*.ipynb   # add catalog entries for new cells
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+EN_DIR = ROOT / "notebooks"
+ZH_DIR = EN_DIR / "zh"
+CATALOG_DIR = ZH_DIR / "catalog"
+LANGUAGE = "zh-CN"
+
+
+def source_hash(text: str) -> str:
+    """The key that ties a translation to the exact English text it was made from."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def catalog_path(notebook: Path) -> Path:
+    return CATALOG_DIR / f"{notebook.stem}.yaml"
+
+
+class _BlockDumper(yaml.SafeDumper):
+    """Multi-line strings as ``|-`` blocks, so a catalog reads (and diffs) like Markdown."""
+
+
+def _str(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
+    if "\n" in text or len(text) > 60:
+        # trailing spaces and a final newline cannot be kept in a block scalar: strip them
+        # (they do not change how Markdown renders); the hash is of the notebook's source
+        text = "\n".join(line.rstrip() for line in text.split("\n")).rstrip("\n")
+        return dumper.represent_scalar("tag:yaml.org,2002:str", text, style="|")
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text)
+
+
+_BlockDumper.add_representer(str, _str)
+
+
+def load_catalog(path: Path) -> dict[str, Any]:
+    """A catalog as a dict; ``cells`` maps cell id to ``{en_sha256, en, zh}``."""
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    data.setdefault("cells", {})
+    for cid, entry in data["cells"].items():
+        missing = {"en_sha256", "en", "zh"} - set(entry or {})
+        if missing:
+            raise ValueError(f"{path}: cell {cid} lacks {sorted(missing)}; every entry needs "
+                             "en_sha256, en and zh (zh may be empty)")
+        entry["zh"] = entry["zh"] or ""
+    return data
+
+
+def save_catalog(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = yaml.dump(data, Dumper=_BlockDumper, allow_unicode=True, sort_keys=False,
+                     width=10_000)
+    path.write_text(text, encoding="utf-8")
+
+
+def markdown_cells(nb: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
+    return [c for c in nb.cells if c.cell_type == "markdown"]
+
+
+def update(notebook: Path) -> dict[str, int]:
+    """Add an entry (empty ``zh``) for every Markdown cell without one, in notebook order;
+    drop entries whose cell is gone. Existing entries, stale or not, are kept as they are."""
+    nb = nbformat.read(notebook, as_version=4)
+    path = catalog_path(notebook)
+    old = load_catalog(path)["cells"] if path.exists() else {}
+    cells: dict[str, Any] = {}
+    added = 0
+    for cell in markdown_cells(nb):
+        if cell.id in old:
+            cells[cell.id] = old[cell.id]
+        else:
+            cells[cell.id] = {"en_sha256": source_hash(cell.source), "en": cell.source, "zh": ""}
+            added += 1
+    save_catalog(path, {"notebook": notebook.name, "language": LANGUAGE, "cells": cells})
+    return {"added": added, "dropped": len(set(old) - set(cells)), "entries": len(cells)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("update", help="add catalog entries for new Markdown cells")
+    up.add_argument("notebooks", nargs="+", type=Path)
+    args = parser.parse_args(argv)
+    if args.command == "update":
+        for nb in args.notebooks:
+            print(f"{nb.name}: {update(nb)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
