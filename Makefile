@@ -2,10 +2,14 @@
 #
 #   make lab      create .venv if needed, install, start JupyterLab on notebooks/ and print the
 #                 URL to open (passes --allow-root when run as root; LAB_ARGS go to Jupyter)
-#   make test     ruff + site build + unit/browser tests + every notebook + student copies
+#   make test     ruff + zh sync check + site build + unit/browser tests + every notebook +
+#                 student copies
+#   make zh       build the Chinese edition notebooks/zh/ from the catalogs (tools/translate.py)
+#   make zh-check the sync check of the Chinese edition (catalogs, notebooks/zh/, zh/PENDING)
 #   make site     the course website, offline, into build/site/ (warnings are errors)
 #   make course   execute every notebook headless into build/executed/ and build/html/
-#   make student  student copies (exercise bodies stubbed) into build/student/
+#   make student  student copies (exercise bodies stubbed) into build/student/ (and the Chinese
+#                 edition's into build/student/zh/)
 #   make classroom  an nbgrader course (source + release versions) into build/classroom/
 #   make clean    remove build outputs and caches (keeps .venv; `make distclean` removes it too)
 #
@@ -40,7 +44,7 @@ export MPLBACKEND := Agg
 export OMP_WAIT_POLICY := PASSIVE
 
 .PHONY: help venv install lab test lint unit notebooks student student-check course site \
-	classroom clean distclean
+	classroom clean distclean zh zh-check
 
 help:
 	@sed -n '3,/^$$/p' Makefile | sed 's/^# \{0,1\}//'
@@ -73,15 +77,27 @@ unit: $(STAMP)
 # nbval runs each notebook in a kernel of this venv (--nbval-current-env), cell by cell.
 # An empty notebooks/ is reported and skipped explicitly; any other failure, including pytest's
 # exit code 5 when notebooks exist but nothing was collected, fails the target.
+# The English notebook files are passed, not the folder: the Chinese edition in notebooks/zh/
+# is never executed (its code and outputs are the English ones, which zh-check verifies).
 notebooks: $(STAMP)
 ifeq ($(strip $(NOTEBOOKS)),)
 	@echo "no notebooks yet: skipping the notebook tests"
 else
 	$(PY) -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=$(NB_TIMEOUT) \
-		$(NOTEBOOK_DIR)/ $(NB_ARGS)
+		$(NOTEBOOKS) $(NB_ARGS)
 endif
 
-test: lint site unit notebooks student-check
+test: lint zh-check site unit notebooks student-check
+
+# The Chinese edition: notebooks/zh/NN_x.ipynb generated from the executed English notebook and
+# its catalog notebooks/zh/catalog/NN_x.yaml (never executed again). zh-check fails on a stale
+# or missing translation, on a committed notebooks/zh/ notebook that differs from what `make zh`
+# writes now, and on a notebook neither translated nor listed in notebooks/zh/PENDING.
+zh: $(STAMP)
+	$(PY) tools/translate.py build
+
+zh-check: $(STAMP)
+	$(PY) tools/translate.py check
 
 # The website: README, notebooks (committed outputs, never re-executed), glossary, conventions,
 # instructor guide and the API reference, with MathJax served by the site (fetched once from
@@ -96,9 +112,13 @@ classroom: $(STAMP)
 student: $(STAMP)
 	rm -rf $(BUILD)/student
 	$(PY) tools/make_student.py $(NOTEBOOK_DIR)/ $(BUILD)/student/
+	if [ -d $(NOTEBOOK_DIR)/zh ]; then \
+		$(PY) tools/make_student.py $(NOTEBOOK_DIR)/zh/ $(BUILD)/student/zh/; fi
 
 student-check: student
 	$(PY) tools/make_student.py --check $(BUILD)/student/
+	if [ -d $(BUILD)/student/zh ]; then \
+		$(PY) tools/make_student.py --check $(BUILD)/student/zh/; fi
 
 course: $(STAMP)
 ifeq ($(strip $(NOTEBOOKS)),)
