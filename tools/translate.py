@@ -141,6 +141,21 @@ def save_catalog(path: Path, data: dict[str, Any]) -> None:
     path.write_text(text, encoding="utf-8")
 
 
+_READ: dict[tuple[str, str], nbformat.NotebookNode] = {}
+
+
+def read_notebook(path: Path) -> nbformat.NotebookNode:
+    """``path`` read and validated once per content (the edition check reads each English
+    notebook for several checks); callers that change the result must copy it."""
+    data = path.read_bytes()
+    key = (str(path.resolve()), hashlib.sha256(data).hexdigest())
+    if key not in _READ:
+        if len(_READ) > 64:
+            _READ.clear()
+        _READ[key] = nbformat.reads(data.decode("utf-8"), as_version=4)
+    return _READ[key]
+
+
 def markdown_cells(nb: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
     return [c for c in nb.cells if c.cell_type == "markdown"]
 
@@ -371,7 +386,7 @@ def is_complete(notebook: Path) -> bool:
     path = catalog_path(notebook)
     if not path.exists():
         return False
-    nb = nbformat.read(notebook, as_version=4)
+    nb = read_notebook(notebook)
     return not _coverage(notebook, nb, load_catalog(path)["cells"])[0]
 
 
@@ -383,7 +398,7 @@ def check_notebook(notebook: Path, terms: dict[str, Term] | None = None) -> list
     if not path.exists():
         return [f"{name}: no catalog {_shown(path)} "
                 f"(run: python tools/translate.py update notebooks/{name})"]
-    nb = nbformat.read(notebook, as_version=4)
+    nb = read_notebook(notebook)
     problems, done = _coverage(notebook, nb, load_catalog(path)["cells"])
     for where, cell, zh in done:
         lost = protected_spans(cell.source) - protected_spans(zh)
@@ -523,7 +538,7 @@ def build_notebook(notebook: Path, built: set[str] | None = None,
     if not path.exists():
         raise TranslationError(f"{notebook.name}: no catalog {_shown(path)} (run: python "
                                f"tools/translate.py update notebooks/{notebook.name})")
-    nb = nbformat.read(notebook, as_version=4)
+    nb = read_notebook(notebook)
     entries = load_catalog(path)["cells"]
     missing, _ = _coverage(notebook, nb, entries)
     if missing:
