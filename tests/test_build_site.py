@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from pathlib import Path
 
 import nbformat
@@ -97,3 +99,73 @@ def test_glossary_anchors_become_myst_targets(tmp_path: Path) -> None:
     bs.assemble(root, tmp_path / "src")
     text = (tmp_path / "src" / "notebooks" / "GLOSSARY.md").read_text(encoding="utf-8")
     assert text == "| []{#fednova}FedNova | x | y |\n"
+
+
+def _bilingual_repo(tmp_path: Path) -> Path:
+    """A two-notebook course with the real docs/ configuration and a Chinese edition of
+    notebook 01 built by tools/translate.py (02 pending), to run Sphinx on."""
+    translate = load("translate")
+    root = tmp_path / "repo"
+    en = root / "notebooks"
+    (en / "zh").mkdir(parents=True)
+    shutil.copytree(ROOT / "docs", root / "docs", ignore=shutil.ignore_patterns("*.md"))
+    for page in ("api", "instructor"):
+        (root / "docs" / f"{page}.md").write_text(f"# {page}\n\nA page of the course.\n",
+                                                  encoding="utf-8")
+    (root / "data").mkdir()
+    (root / "data" / "README.md").write_text("# Data\n\nWhere the data come from.\n",
+                                             encoding="utf-8")
+    (root / "README.md").write_text("# Course\n\nA course on federated learning.\n",
+                                    encoding="utf-8")
+    (root / "pyproject.toml").write_text(
+        '[project]\nname = "x"\nversion = "0"\n[project.urls]\n'
+        'Repository = "https://github.com/example-org/course"\n', encoding="utf-8")
+    (en / "GLOSSARY.md").write_text(
+        "# Glossary\n\n| English | 中文 | definition |\n|---|---|---|\n"
+        '| <a id="fedavg"></a>FedAvg | 联邦平均（FedAvg） | the weighted mean of the models |\n',
+        encoding="utf-8")
+    for name, title in (("01_one.ipynb", "One"), ("02_two.ipynb", "Two")):
+        nb = new_notebook(cells=[
+            new_markdown_cell(f"# {title}\n\n[**FedAvg**](GLOSSARY.md#fedavg) averages the "
+                              "hospitals' models; see [notebook 02](02_two.ipynb)."),
+            new_code_cell("import fedlearn as fl", outputs=[], execution_count=1)],
+            metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                     "language": "python"},
+                      "language_info": {"name": "python"}})
+        for i, cell in enumerate(nb.cells):
+            cell["id"] = f"c{i}"
+        nbformat.write(colab.with_colab_cells(nb, "https://github.com/example-org/course",
+                                              f"notebooks/{name}"), en / name)
+    (en / "zh" / "PENDING").write_text("02_two.ipynb not translated yet\n", encoding="utf-8")
+    translate.update(en / "01_one.ipynb")
+    catalog = translate.load_catalog(translate.catalog_path(en / "01_one.ipynb"))
+    catalog["cells"]["colab-badge"]["zh"] = catalog["cells"]["colab-badge"]["en"]
+    catalog["cells"]["c0"]["zh"] = ("# 一\n\n[**联邦平均**](GLOSSARY.md#fedavg)（FedAvg）对各医院的"
+                                    "模型取平均；见[笔记本 02](02_two.ipynb)。")
+    translate.save_catalog(translate.catalog_path(en / "01_one.ipynb"), catalog)
+    translate.build(en_dir=en)
+    return root
+
+
+def test_the_chinese_edition_builds_with_its_switch_and_glossary_links(tmp_path: Path) -> None:
+    """Sphinx itself (warnings are errors) on an English + Chinese course: the zh page links to
+    the shared glossary's row and to the English notebook not yet translated, and the language
+    switch joins each page to its counterpart. MathJax is stood in for by an empty script (the
+    browser test, tests/test_site.py, runs the real one)."""
+    root = _bilingual_repo(tmp_path)
+    mathjax = tmp_path / "build" / "cache" / "mathjax-static" / "mathjax"
+    mathjax.mkdir(parents=True)
+    (mathjax / f".version-{bs.MATHJAX_VERSION}").write_text("", encoding="utf-8")
+    (mathjax / "tex-mml-chtml.js").write_text("", encoding="utf-8")
+    out = bs.build(root, tmp_path / "build", quiet=True)
+    zh = (out / "notebooks" / "zh" / "01_one.html").read_text(encoding="utf-8")
+    en = (out / "notebooks" / "01_one.html").read_text(encoding="utf-8")
+    glossary = (out / "notebooks" / "GLOSSARY.html").read_text(encoding="utf-8")
+    assert 'href="../GLOSSARY.html#fedavg"' in zh and 'id="fedavg"' in glossary
+    assert 'href="../02_two.html"' in zh  # 02 is pending: its English page
+    assert re.search(r'<a class="course-language" lang="en" href="\.\./01_one\.html">', zh)
+    assert re.search(r'<a class="course-language" lang="zh" href="zh/01_one\.html">', en)
+    assert '<span class="course-language current" lang="zh">' in zh
+    assert "<strong>联邦平均</strong></span></a>（FedAvg）" in zh
+    assert "/blob/main/notebooks/zh/01_one.ipynb" in zh  # the Colab badge opens the zh notebook
+    assert 'src="../../_images/colab-badge.svg"' in zh  # served by the site

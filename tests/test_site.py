@@ -206,6 +206,9 @@ def test_site_has_the_course_pages(site_dir: Path) -> None:
     assert notebooks, "no notebooks in notebooks/"
     for stem in notebooks:
         assert f"notebooks/{stem}.html" in pages, f"notebook {stem} is not on the site"
+    for path in sorted((ROOT / "notebooks" / "zh").glob("*.ipynb")):
+        page = f"notebooks/zh/{path.stem}.html"
+        assert page in pages, f"the Chinese edition of {path.stem} is not on the site"
     for page in ("index.html", "notebooks/GLOSSARY.html", "notebooks/CONVENTIONS.html",
                  "docs/api.html", "docs/api/fedlearn.html", "docs/instructor.html",
                  "search.html"):
@@ -271,6 +274,28 @@ def test_internal_links_and_anchors_resolve(crawl, server: str, site_dir: Path) 
             elif fragment and rel.endswith(".html") and unquote(fragment) not in ids.get(rel, ()):
                 broken.append(f"{page} -> {rel}#{fragment} (no such anchor)")
     assert not broken, "broken internal links:\n" + "\n".join(sorted(set(broken)))
+
+
+def test_language_switch_joins_each_notebook_to_its_other_edition(crawl, server: str) -> None:
+    """Every Chinese page (notebooks/zh/) links to its English page and back; without a Chinese
+    edition no page offers one. Its glossary links and anchors are checked with every other
+    link above (they point at the shared ../GLOSSARY.html#term)."""
+    zh_pages = sorted(p for p in crawl if p.startswith("notebooks/zh/"))
+    expected = sorted(f"notebooks/zh/{p.stem}.html"
+                      for p in (ROOT / "notebooks" / "zh").glob("*.ipynb"))
+    assert zh_pages == expected
+    missing = []
+    for page in zh_pages:
+        english = page.replace("notebooks/zh/", "notebooks/")
+        if urljoin(server, english) not in crawl[page][1]["links"]:
+            missing.append(f"{page} -> {english}")
+        if urljoin(server, page) not in crawl[english][1]["links"]:
+            missing.append(f"{english} -> {page}")
+    assert not missing, f"language switch links missing: {missing}"
+    if not zh_pages:
+        offering = [p for p, (_, r) in crawl.items()
+                    if any("/notebooks/zh/" in href for href in r["links"])]
+        assert not offering, f"pages linking to a Chinese edition that does not exist: {offering}"
 
 
 def test_search_finds_course_pages(browser, server: str) -> None:

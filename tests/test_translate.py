@@ -66,9 +66,17 @@ NOTICE_EN = ("**What to notice:** FedAvg with secure aggregation gives the same 
 NOTICE_ZH = ("**注意：** 使用安全聚合的 FedAvg 与明文 FedAvg 得到同一个模型；服务器只能看到"
              "各方更新之和。")
 REFS_EN = ("## References\n\n* McMahan et al. Communication-efficient learning of deep networks "
-           "from decentralized data. <https://arxiv.org/abs/1602.05629>")
+           "from decentralized data. <https://arxiv.org/abs/1602.05629>\n"
+           "* Kairouz, P. et al. (2021). Advances and open problems in federated learning and\n"
+           "  secure aggregation. *Foundations and Trends in Machine Learning*.\n"
+           "  <https://arxiv.org/abs/1912.04977>\n\n"
+           "Run `python -m fedlearn.flower run --nodes 3\n--rounds 2` to see it.")
 REFS_ZH = ("## 参考文献\n\n* McMahan et al. Communication-efficient learning of deep networks "
-           "from decentralized data. <https://arxiv.org/abs/1602.05629>")
+           "from decentralized data. <https://arxiv.org/abs/1602.05629>\n"
+           "* Kairouz, P. et al. (2021). Advances and open problems in federated learning and\n"
+           "  secure aggregation. *Foundations and Trends in Machine Learning*.\n"
+           "  <https://arxiv.org/abs/1912.04977>\n\n"
+           "运行 `python -m fedlearn.flower run --nodes 3 --rounds 2` 即可看到。")
 
 SETUP = """\
 import os
@@ -239,6 +247,26 @@ def test_a_line_with_a_relative_link_is_not_exempt_from_being_chinese(course: Pa
     _set_zh(course, "intro", INTRO_ZH.replace("、[写作约定](CONVENTIONS.md)", "") + english)
     (problem,) = _problems(course)
     assert "(id intro): an untranslated line: 'Then read the writing conventions" in problem
+
+
+def test_references_keep_their_english_titles_but_prose_around_them_does_not(course: Path) -> None:
+    """A cited title (a list item with a URL, over several lines) stays English, glossary terms
+    and all (REFS_ZH passes in the good case); a prose line after it does not."""
+    assert _problems(course) == []
+    _set_zh(course, "refs", REFS_ZH + "\n\nEvery one of these articles is worth reading in full "
+            "before the exercises.")
+    assert any("(id refs): an untranslated line: 'Every one of these articles" in p
+               for p in _problems(course))
+
+
+def test_inline_code_over_a_line_break_is_one_span(course: Path) -> None:
+    """CommonMark lets inline code run over a line break; the span is kept as a whole."""
+    spans = tr.protected_spans(REFS_EN)
+    assert spans["code:`python -m fedlearn.flower run --nodes 3 --rounds 2`"] == 1
+    _set_zh(course, "refs", REFS_ZH.replace("--rounds 2", "--rounds 3"))
+    problems = _problems(course)
+    assert any("lost or changed 'code:`python -m fedlearn.flower run --nodes 3 --rounds 2`'" in p
+               for p in problems)
 
 
 def test_a_glossary_term_rendered_differently_fails(course: Path) -> None:

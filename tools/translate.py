@@ -192,7 +192,8 @@ _LATIN = re.compile(r"[A-Za-z]")
 _FENCE = re.compile(r"```.*?```", re.S)
 _DISPLAY = re.compile(r"\$\$.+?\$\$", re.S)
 _INLINE = re.compile(r"(?<![\\$])\$(?!\$)(?:[^$\\]|\\.)+?\$")
-_CODE = re.compile(r"`[^`\n]+`")
+#: Inline code may run over a line break (CommonMark), not over a blank line.
+_CODE = re.compile(r"`(?:[^`\n]|\n(?![ \t]*\n))+`")
 _LINK_TARGET = re.compile(r"\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 _BARE_URL = re.compile(r"(?<![(\w])https?://[^\s)>\]]+")
 _HTML = re.compile(r"<[^>\n]+>")
@@ -229,12 +230,37 @@ def prose(text: str) -> str:
     return _HTML.sub(" ", _BARE_URL.sub(" ", text))
 
 
+_ITEM = re.compile(r"^\s*(?:[*+-]|\d+[.)])\s")
+
+
+def _without_references(text: str) -> list[str]:
+    """The lines of ``text`` except references: a list item with a URL (all its lines: a cited
+    title wraps) or any other line with a URL. A cited title stays in its own language."""
+    kept: list[str] = []
+    item: list[str] = []
+
+    def close() -> None:
+        if not any(_URL.search(ln) for ln in item):
+            kept.extend(item)
+        item.clear()
+
+    for line in text.split("\n"):
+        if _ITEM.match(line) or not line.strip() or not (item and line[:1].isspace()):
+            close()
+        if _ITEM.match(line) or (item and line[:1].isspace() and line.strip()):
+            item.append(line)
+        elif not _URL.search(line):
+            kept.append(line)
+    close()
+    return kept
+
+
 def _prose_lines(zh: str) -> list[str]:
-    """The prose of each line of ``zh``, except reference lines (a line with a URL: a cited
-    title stays in its language). Fences and display maths are blanked first, keeping lines."""
-    for pattern in (_FENCE, _DISPLAY):
-        zh = pattern.sub(lambda m: "\n" * m.group(0).count("\n"), zh)
-    return [prose(ln) for ln in zh.split("\n") if not _URL.search(ln)]
+    """The prose of each line of ``zh`` except references (see :func:`_without_references`).
+    Maths and code are blanked first, keeping the line breaks of spans that run over several."""
+    for pattern in (_FENCE, _DISPLAY, _INLINE, _CODE):
+        zh = pattern.sub(lambda m: " " + "\n" * m.group(0).count("\n"), zh)
+    return [prose(ln) for ln in _without_references(zh)]
 
 
 def cjk_problems(zh: str, en: str) -> list[str]:
@@ -329,7 +355,8 @@ def glossary_problems(zh: str, en: str, terms: dict[str, Term]) -> list[str]:
             problems.append(f"first use of {term.chinese[0]}: give the English in parentheses, "
                             f"e.g. {term.chinese[0]}（{term.english[0]}）")
     owners: Counter = Counter(f.lower() for t in terms.values() for f in set(t.english))
-    words = prose(_GLOSSARY_LINK.sub(" ", en))
+    # a reference keeps its cited title in English, glossary terms and all
+    words = "\n".join(_prose_lines(_GLOSSARY_LINK.sub(" ", en)))
     zh_words = prose(zh)
     for term in terms.values():
         if term.anchor in linked:
