@@ -28,12 +28,14 @@ The sync check (``check``) fails, naming the notebook and the cell, when
   re-wrapping a line is not a change);
 * the translation is not really Chinese: among its prose (maths, code, URLs and reference
   lines with a URL removed) fewer than ``MIN_CJK_SHARE`` of the letters are CJK characters,
-  or a prose line of ``MAX_LATIN_RUN`` or more Latin letters has no CJK character at all;
+  or a prose line without a URL has ``MAX_LATIN_RUN`` or more Latin letters and no CJK
+  character at all (a reference line, which has its URL, keeps its English title);
 * a glossary term is not rendered as GLOSSARY.md renders it: every term the English cell
   links to ``GLOSSARY.md#anchor`` keeps that link, with one of the glossary's Chinese forms in
   its text and the English term somewhere in the cell (first use: ``联邦平均（FedAvg）``); and
   every other English use of an unambiguous glossary term has one of its Chinese forms in the
-  translation (an acronym or name such as FedAvg or AUROC may also stay as it is).
+  translation (an acronym or name such as FedAvg or AUROC may also stay as it is; paper
+  titles under a References heading are not searched).
 
 Usage::
 
@@ -148,6 +150,7 @@ _LINK_TARGET = re.compile(r"\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 _BARE_URL = re.compile(r"(?<![(\w])https?://[^\s)>\]]+")
 _HTML = re.compile(r"<[^>\n]+>")
 _GLOSSARY_LINK = re.compile(r"\[([^\]]+)\]\((?:\.\./)?GLOSSARY\.md#([\w-]+)\)")
+_REFERENCES = re.compile(r"^#+\s*(?:References|Further reading)\b.*$", re.M)
 _ROW = re.compile(r'^\| <a id="([\w-]+)"></a>([^|]+)\|([^|]+)\|', re.M)
 #: English forms too generic to demand a glossary rendering wherever they occur.
 SKIP_FORMS = frozenset({"at risk", "delta", "recall", "round", "clipping", "server",
@@ -190,10 +193,10 @@ def cjk_problems(zh: str, en: str) -> list[str]:
     if cjk + latin and cjk / (cjk + latin) < MIN_CJK_SHARE:
         problems.append(f"only {cjk / (cjk + latin):.0%} of its letters are Chinese "
                         f"(at least {MIN_CJK_SHARE:.0%}): translate the prose")
-    for line in prose(zh).split("\n"):
-        if len(_LATIN.findall(line)) >= MAX_LATIN_RUN and not _CJK.search(line) \
-                and not (_LINK_TARGET.search(line) or _BARE_URL.search(line)):
-            problems.append(f"an untranslated line: {line.strip()[:70]!r}")
+    for line in lines:  # a reference line (it has a URL) keeps its English title
+        words = prose(line)
+        if len(_LATIN.findall(words)) >= MAX_LATIN_RUN and not _CJK.search(words):
+            problems.append(f"an untranslated line: {words.strip()[:70]!r}")
     return problems
 
 
@@ -272,7 +275,8 @@ def glossary_problems(zh: str, en: str, terms: dict[str, Term]) -> list[str]:
             problems.append(f"first use of {term.chinese[0]}: give the English in parentheses, "
                             f"e.g. {term.chinese[0]}（{term.english[0]}）")
     owners: Counter = Counter(f.lower() for t in terms.values() for f in set(t.english))
-    words = prose(_GLOSSARY_LINK.sub(" ", en))
+    # paper titles stay English: a References section is not searched for unmarked terms
+    words = prose(_GLOSSARY_LINK.sub(" ", _REFERENCES.split(en, maxsplit=1)[0]))
     zh_words = prose(zh)
     for term in terms.values():
         if term.anchor in linked:
