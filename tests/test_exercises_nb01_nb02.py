@@ -97,6 +97,7 @@ def test_fixed_points_needs_unequal_sizes() -> None:
         nb01.check_fixed_points(h, h, clients)
 
 
+@only_in("en")  # no message to check
 def test_fixed_point_references_are_minimisers(skewed) -> None:
     clients, unweighted, weighted = skewed
     for weighted_obj, run in ((False, unweighted), (True, weighted)):
@@ -138,12 +139,14 @@ def test_fixed_points_rejects_an_untrained_model(skewed) -> None:
         nb01.check_fixed_points(untrained, weighted, clients)
 
 
+@only_in("zh")  # slow: one language (rejects() checks both versions of a hint)
 def test_weighting_bias(fedavg_runs, capsys: pytest.CaptureFixture[str]) -> None:
     clients, unweighted, weighted = fedavg_runs
     nb01.check_weighting_bias(unweighted, weighted, clients, cfg=BIAS_CFG, rounds=BIAS_ROUNDS)
     assert_correct(capsys.readouterr().out, en="specificity", zh="特异性")
 
 
+@only_in("zh")  # slow: one language (rejects() checks both versions of a hint)
 def test_weighting_bias_rejects_wrong_runs(fedavg_runs) -> None:
     """Swapped runs, an untrained model and another configuration are each named."""
     clients, unweighted, weighted = fedavg_runs
@@ -245,6 +248,7 @@ def _mean_of_optima(hessians, centers, weights, lr, local_steps):
     return sum(pk * a for pk, a in zip(p, centers, strict=True))
 
 
+@only_in("zh")  # slow: one language (rejects() checks both versions of a hint)
 def test_fedavg_fixed_point(capsys: pytest.CaptureFixture[str]) -> None:
     nb02.check_fedavg_fixed_point(_fixed_point)
     assert_correct(capsys.readouterr().out)
@@ -283,6 +287,7 @@ def test_largest_stable_lr(capsys: pytest.CaptureFixture[str]) -> None:
             nb02.check_largest_stable_lr(wrong, a)
 
 
+@only_in("en")  # no message to check
 def test_largest_stable_lr_is_the_divergence_threshold() -> None:
     """GD just below 2/L converges and just above diverges, which is what the check claims."""
     a = torch.tensor([[4.0, 1.0], [1.0, 0.5]], dtype=torch.float64)
@@ -295,6 +300,7 @@ def test_largest_stable_lr_is_the_divergence_threshold() -> None:
 
 
 
+@only_in("zh")  # slow: one language (rejects() checks both versions of a hint)
 def test_lr_decay_accepts_a_harmonic_schedule(capsys: pytest.CaptureFixture[str]) -> None:
     nb02.check_lr_decay(lambda t: 0.3 / (1 + t / 10))
     assert_correct(capsys.readouterr().out)

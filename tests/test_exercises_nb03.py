@@ -37,17 +37,20 @@ def _u(n: int, epochs: int, batch_size: int | None) -> int:
     return epochs if batch_size is None else epochs * math.ceil(n / batch_size)
 
 
+@only_in("en")  # no message to check
 def test_count_local_steps_runs_local_train() -> None:
     assert nb03.count_local_steps(151, 1, 50) == 4  # 50 + 50 + 50 + 1
     assert nb03.count_local_steps(200, 3, None) == 3
     assert nb03.count_local_steps(600, 5, 10) == 300  # McMahan et al.'s u for E=5, B=10
 
 
+@only_in("zh")  # slow: one language (rejects() checks both versions of a hint)
 def test_local_updates_accepts_ceil(capsys: pytest.CaptureFixture[str]) -> None:
     nb03.check_local_updates(_u)
     assert_correct(capsys.readouterr().out)
 
 
+@only_in("zh")  # slow: one language (rejects() checks both versions of a hint)
 @pytest.mark.parametrize(("wrong", "hint"), [
     (lambda n, e, b: e * n / b if b else e, "ceil"),
     (lambda n, e, b: e * (n // b) if b else e, "ceil"),
@@ -63,6 +66,7 @@ def test_local_updates_rejects(wrong, hint: str) -> None:
 # -------------------------------------------------------------------------- bytes per round
 
 
+@only_in("en")  # no message to check
 def test_round_nbytes_matches_the_simulation() -> None:
     """The checker's count is what fl.run logs, for a sampled fraction of the clients."""
     data = blobs(200, d=6, seed=1)
@@ -209,6 +213,7 @@ def test_fewer_rounds_rejects(runs, prediction: str, a: list[float], b: list[flo
         _check(prediction, _with_curve(runs["A"], a), _with_curve(runs["B"], b))
 
 
+@only_in("zh")  # slow: one language (rejects() checks both versions of a hint)
 def test_fewer_rounds_rejects_swapped_and_misconfigured_runs(runs) -> None:
     """The typical wrong runs: swapped histories (they used to pass), a wrong learning rate,
     the wrong batch size, another seed and a History with no rounds."""

@@ -11,6 +11,7 @@ from .exercise_language import assert_correct, exercise_language, only_in, rejec
 pytestmark = pytest.mark.usefixtures("exercise_language")
 
 
+@only_in("zh")  # slow: one language (rejects() checks both versions of a hint)
 def test_accepts_agreeing_engines(capsys) -> None:
     nb03b.check_engines_agree(nb03b.engine_gap(seed=1), engines_differ=False)
     assert_correct(capsys.readouterr().out)

@@ -41,11 +41,13 @@ def reference_dp_mean(updates, clip, z, m, gen):
             for k in updates[0]}
 
 
+@only_in("zh")  # slow: one language (rejects() checks both versions of a hint)
 def test_dp_mean_checker_accepts_the_reference(capsys):
     nb05.check_dp_mean(reference_dp_mean)
     assert_correct(capsys.readouterr().out)
 
 
+@only_in("zh")  # slow: one language (rejects() checks both versions of a hint)
 @pytest.mark.parametrize("wrong,match", [
     (lambda u, c, z, m, g: reference_dp_mean(u, c, z, len(u), g), "EXPECTED"),
     (lambda u, c, z, m, g: {k: (sum(x[k] for x in u) + torch.normal(
@@ -63,6 +65,7 @@ def test_dp_mean_checker_rejects_mistakes(wrong, match):
         nb05.check_dp_mean(wrong)
 
 
+@only_in("zh")  # slow: one language (rejects() checks both versions of a hint)
 def test_rounds_checker_agrees_with_the_budget_guard(capsys):
     z, q, eps, delta = 1.5, 0.1, 3.0, 1e-5
     dp = DPFedAvg(FedAvg(), noise_multiplier=z, clip_norm=1.0, client_rate=q, delta=delta)

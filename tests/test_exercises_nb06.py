@@ -124,11 +124,13 @@ def label_from_update(update: ClientUpdate) -> int:
     return int(torch.argmax(update.delta["head.3.bias"]))
 
 
+@only_in("zh")  # slow: one language (rejects() checks both versions of a hint)
 def test_label_reference_passes(capsys: pytest.CaptureFixture[str]) -> None:
     nb06.check_label_inference(label_from_update)
     assert_correct(capsys.readouterr().out)
 
 
+@only_in("zh")  # slow: one language (rejects() checks both versions of a hint)
 def test_label_mistakes_are_caught() -> None:
     with rejects("sign is flipped"):
         nb06.check_label_inference(lambda u: int(torch.argmin(u.delta["head.3.bias"])))

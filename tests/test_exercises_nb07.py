@@ -74,6 +74,7 @@ def test_threshold_reference_passes(capsys):
     assert_correct(capsys.readouterr().out)
 
 
+@only_in("zh")  # slow: one language (rejects() checks both versions of a hint)
 @pytest.mark.parametrize("wrong,hint", [
     (lambda y, p, t: 0.5, "too high|highest threshold"),
     (lambda y, p, t: 0.0, "highest threshold"),

@@ -15,6 +15,7 @@ from .exercise_language import assert_correct, exercise_language, only_in, rejec
 pytestmark = pytest.mark.usefixtures("exercise_language")
 
 
+@only_in("zh")  # slow: one language (rejects() checks both versions of a hint)
 def test_risk_sign_accepts_minus_risk_and_rejects_the_flip(
         capsys: pytest.CaptureFixture[str]) -> None:
     nb10.check_risk_sign(c_index)
