@@ -6,7 +6,8 @@ in the notebooks) so that they are tested like the rest of the code and so that 
 student copy of a notebook, which has its solutions removed, still has its checks.
 
 The messages speak English or Chinese: ``fl.exercises.set_language("zh")`` (the first code
-cell of every notebook in ``notebooks/zh/``) switches them all; see :mod:`.language`.
+cell of every notebook in ``notebooks/zh/``) switches them all; see
+:mod:`fedlearn.exercises.language`.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from ..errors import ConfigError
 __all__ = ["LANGUAGES", "Message", "language", "say", "set_language"]
 
 #: the accepted language codes and what they select
-LANGUAGES: dict[str, str] = {"en": "English", "zh": "简体中文 (Simplified Chinese)"}
+LANGUAGES: dict[str, str] = {"en": "English", "zh": "Simplified Chinese, 简体中文"}
 
 _current = "en"
 
@@ -30,7 +30,7 @@ def set_language(code: str) -> None:
     if not isinstance(code, str) or code not in LANGUAGES:
         accepted = ", ".join(f"{c!r} ({name})" for c, name in LANGUAGES.items())
         raise ConfigError(f"set_language: code={code!r} is not a language of the self-checks; "
-                          f"accepted codes: {accepted}")
+                          f"accepted codes: {accepted}, e.g. fl.exercises.set_language('zh')")
     _current = code
 
 
