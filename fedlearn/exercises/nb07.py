@@ -112,7 +112,7 @@ def check_threshold_for_sensitivity(find: Callable[[np.ndarray, np.ndarray, floa
                 en=f"sensitivity {sens:.3f} >= {target} is met, but threshold {ref:.4f} meets it "
                    f"too with specificity {spec_ref:.3f} instead of {spec_got:.3f}: take the "
                    "highest threshold that still reaches the target (a sick patient's score)",
-                zh=f"敏感性 {sens:.3f} >= {target} 达到了，但阈值 {ref:.4f} 同样能达到，"
+                zh=f"敏感性 {sens:.3f} >= {target}，目标已经达到，但阈值 {ref:.4f} 同样能达到，"
                    f"而且特异性是 {spec_ref:.3f} 而不是 {spec_got:.3f}：请取仍能达到目标的"
                    "最高阈值（某位患病者的得分）"))
     correct(say(

@@ -120,7 +120,7 @@ def check_validation_sd(fn: Callable[[float, int], float], trials: int = 8, seed
             en=f"for p={p:.3f}, n={n} expected {ref:.4f}, got {out:.4f}; an accuracy is a mean "
                "of n Bernoulli(p) outcomes",
             zh=f"p={p:.3f}、n={n} 时应为 {ref:.4f}，收到的却是 {out:.4f}；"
-               "准确率是 n 个伯努利(p)（Bernoulli(p)）结果的平均值"))
+               "准确率是 n 次伯努利试验 Bernoulli(p) 结果的平均值"))
     correct(say(
         en="on 78 images an accuracy near 0.8 has a standard deviation of about 0.045",
         zh="在 78 张图像上，接近 0.8 的准确率的标准差约为 0.045"))
