@@ -14,6 +14,7 @@
 #   make clean    remove build outputs and caches (keeps .venv; `make distclean` removes it too)
 #
 # Overridable: PYTEST_ARGS (unit tests), NB_ARGS (notebook tests), NB_TIMEOUT (seconds per cell),
+# UNIT_WORKERS / NB_WORKERS (pytest-xdist workers; 0 runs the tests in one process),
 # NOTEBOOK_DIR (default notebooks), BUILD (default build).
 
 SHELL := /bin/bash
@@ -28,6 +29,10 @@ STAMP := $(VENV)/.installed
 
 PYTEST_ARGS ?=
 NB_ARGS ?=
+# pytest-xdist workers: unit tests (mostly waiting on processes) and notebooks (each notebook
+# stays in one worker, its cells in order in one kernel). 0: no workers, one process.
+UNIT_WORKERS ?= 4
+NB_WORKERS ?= 2
 NB_TIMEOUT ?= 600
 LAB_ARGS ?=
 # Seconds per cell when nbgrader executes a notebook (make classroom, autograding).
@@ -71,8 +76,12 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 # tests/test_site.py opens the site that `make site` has just built (FEDLEARN_SITE_DIR).
+# The unit tests run in UNIT_WORKERS pytest-xdist workers (one torch thread each, see
+# tests/conftest.py), a test file per worker: most of the slow tests wait on real processes
+# (Flower nodes, a browser, nbgrader, a fresh venv), so four workers keep two cores busy.
 unit: $(STAMP)
-	FEDLEARN_SITE_DIR=$(abspath $(BUILD))/site $(PY) -m pytest tests/ $(PYTEST_ARGS)
+	FEDLEARN_SITE_DIR=$(abspath $(BUILD))/site $(PY) -m pytest tests/ \
+		-n $(UNIT_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # nbval runs each notebook in a kernel of this venv (--nbval-current-env), cell by cell.
 # An empty notebooks/ is reported and skipped explicitly; any other failure, including pytest's
@@ -84,7 +93,7 @@ ifeq ($(strip $(NOTEBOOKS)),)
 	@echo "no notebooks yet: skipping the notebook tests"
 else
 	$(PY) -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=$(NB_TIMEOUT) \
-		$(NOTEBOOKS) $(NB_ARGS)
+		-n $(NB_WORKERS) --dist loadfile $(NOTEBOOKS) $(NB_ARGS)
 endif
 
 test: lint zh-check site unit notebooks student-check

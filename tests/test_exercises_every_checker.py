@@ -4,9 +4,11 @@ The wrong answers themselves live next to the right ones in ``tests/test_exercis
 (swapped runs, an untrained model, another configuration, a wrong constant, a formula that
 forgets a term, ...). This file makes sure none is forgotten: it reads those test files and
 fails for any public ``check_*`` in ``fedlearn/exercises/`` that no test calls inside
-``pytest.raises(AssertionError, match=...)``, i.e. a checker nobody has shown to reject a wrong
-answer with a recognisable hint. The run-taking checkers (notebooks 01 and 03) are fed swapped
-runs, untrained models and other configurations in their own test files.
+``rejects(hint)`` (``tests/exercise_language.py``: the hint in English, a Chinese twin with the
+same numbers, in both languages) or ``pytest.raises(AssertionError, match=...)``, i.e. a checker
+nobody has shown to reject a wrong answer with a recognisable hint. The run-taking checkers
+(notebooks 01 and 03) are fed swapped runs, untrained models and other configurations in their
+own test files.
 """
 
 from __future__ import annotations
@@ -31,18 +33,23 @@ def all_checkers() -> list[str]:
 
 
 def _raises_with_hint(node: ast.With) -> bool:
+    """``pytest.raises(AssertionError, match=hint)`` or ``rejects(hint)`` (the same check in both
+    languages, ``tests/exercise_language.py``)."""
     for item in node.items:
         call = item.context_expr
         if (isinstance(call, ast.Call) and getattr(call.func, "attr", "") == "raises"
                 and call.args and getattr(call.args[0], "id", "") == "AssertionError"
                 and any(k.arg == "match" for k in call.keywords)):
             return True
+        if isinstance(call, ast.Call) and getattr(call.func, "id", "") == "rejects" and call.args:
+            return True
     return False
 
 
 @functools.cache
 def rejected_with_hint() -> frozenset[str]:
-    """``nbNN.check_x`` called inside ``pytest.raises(AssertionError, match=...)`` in a test, either
+    """``nbNN.check_x`` called inside ``pytest.raises(AssertionError, match=...)`` or
+    ``rejects(...)`` in a test, either
     directly or through a helper of the same test file that calls it."""
     found: set[str] = set()
     for path in sorted((ROOT / "tests").glob("test_exercises_nb*.py")):
@@ -72,7 +79,8 @@ def test_the_course_has_checkers_in_every_exercise_module() -> None:
 @pytest.mark.parametrize("checker", all_checkers())
 def test_every_checker_is_shown_to_reject_a_wrong_answer_with_a_hint(checker: str) -> None:
     assert checker in rejected_with_hint(), (
-        f"{checker} is never called inside pytest.raises(AssertionError, match=<hint>) in "
+        f"{checker} is never called inside rejects(<hint>) (or pytest.raises(AssertionError, "
+        "match=<hint>)) in "
         "tests/test_exercises_nb*.py: add its typical wrong answers (swapped runs, an untrained "
         "model, a wrong constant) and the hint each must print")
 
@@ -85,3 +93,7 @@ def test_the_scan_sees_a_missing_case(tmp_path: Path) -> None:
     tree = ast.parse("with pytest.raises(AssertionError, match='h'):\n    nb01.check_x(1)\n")
     node = next(n for n in ast.walk(tree) if isinstance(n, ast.With))
     assert _raises_with_hint(node)
+    for src, hinted in (("with rejects('h'):\n    nb01.check_x(1)\n", True),
+                        ("with rejects():\n    nb01.check_x(1)\n", False)):
+        node = next(n for n in ast.walk(ast.parse(src)) if isinstance(n, ast.With))
+        assert _raises_with_hint(node) == hinted

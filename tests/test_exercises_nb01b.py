@@ -7,10 +7,14 @@ import torch
 
 from fedlearn.exercises import nb01b
 
+from .exercise_language import assert_correct, exercise_language, only_in, rejects  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("exercise_language")
+
 
 def test_accepts_the_inversion(capsys: pytest.CaptureFixture[str]) -> None:
     nb01b.check_recover_from_allreduce(lambda mean, own, world: world * mean - own)
-    assert capsys.readouterr().out.startswith("Correct:")
+    assert_correct(capsys.readouterr().out)
 
 
 @pytest.mark.parametrize(("wrong", "hint"), [
@@ -20,5 +24,5 @@ def test_accepts_the_inversion(capsys: pytest.CaptureFixture[str]) -> None:
     (lambda mean, own, world: torch.zeros(3), "shaped like the batch"),
 ])
 def test_rejects_wrong_inversions(wrong, hint: str) -> None:
-    with pytest.raises(AssertionError, match=hint):
+    with rejects(hint):
         nb01b.check_recover_from_allreduce(wrong)

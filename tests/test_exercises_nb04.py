@@ -3,6 +3,10 @@ import torch
 
 from fedlearn.exercises import nb04
 
+from .exercise_language import assert_correct, exercise_language, only_in, rejects  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("exercise_language")
+
 
 def fednova_step(deltas, n, steps):
     p = torch.tensor(n, dtype=torch.float64) / sum(n)
@@ -12,7 +16,7 @@ def fednova_step(deltas, n, steps):
 
 def test_fednova_reference_solution_passes(capsys):
     nb04.check_fednova_step(fednova_step)
-    assert capsys.readouterr().out.startswith("Correct:")
+    assert_correct(capsys.readouterr().out)
 
 
 @pytest.mark.parametrize("wrong,hint", [
@@ -24,7 +28,7 @@ def test_fednova_reference_solution_passes(capsys):
     (lambda d, n, s: d[0], "wrong aggregate"),
 ])
 def test_fednova_wrong_answers_get_hints(wrong, hint):
-    with pytest.raises(AssertionError, match=hint):
+    with rejects(hint):
         nb04.check_fednova_step(wrong)
 
 
@@ -43,7 +47,7 @@ def ef_topk(deltas, k):
 
 def test_error_feedback_reference_solution_passes(capsys):
     nb04.check_error_feedback(ef_topk)
-    assert "Correct:" in capsys.readouterr().out
+    assert_correct(capsys.readouterr().out)
 
 
 def _plain_topk(deltas, k):
@@ -63,7 +67,7 @@ def _plain_topk(deltas, k):
     (lambda ds, k: ds[:1], "one sent vector per round"),
 ])
 def test_error_feedback_wrong_answers_get_hints(wrong, hint):
-    with pytest.raises(AssertionError, match=hint):
+    with rejects(hint):
         nb04.check_error_feedback(wrong)
 
 
@@ -73,7 +77,7 @@ def smallest_deadline(speeds, steps, keep):
 
 def test_deadline_reference_solution_passes(capsys):
     nb04.check_deadline(smallest_deadline)
-    assert "Correct:" in capsys.readouterr().out
+    assert_correct(capsys.readouterr().out)
 
 
 @pytest.mark.parametrize("wrong,hint", [
@@ -82,5 +86,5 @@ def test_deadline_reference_solution_passes(capsys):
     (lambda sp, st, keep: sorted(st * v for v in sp.values())[keep - 1], "deadline"),
 ])
 def test_deadline_wrong_answers_get_hints(wrong, hint):
-    with pytest.raises(AssertionError, match=hint):
+    with rejects(hint):
         nb04.check_deadline(wrong)

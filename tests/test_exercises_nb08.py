@@ -11,6 +11,10 @@ import fedlearn as fl
 from fedlearn.exercises import nb08
 from fedlearn.utils import state_sub
 
+from .exercise_language import assert_correct, exercise_language, only_in, rejects  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("exercise_language")
+
 
 def _good_aggregate(glob, replies):  # the notebook's solution
     replies = sorted(replies, key=lambda r: r["partition_id"])
@@ -40,12 +44,12 @@ def _unweighted(glob, replies):
 
 def test_order_free_aggregate(capsys: pytest.CaptureFixture[str]) -> None:
     nb08.check_order_free_aggregate(_good_aggregate)
-    assert capsys.readouterr().out.startswith("Correct:")
-    with pytest.raises(AssertionError, match="order the replies arrive"):
+    assert_correct(capsys.readouterr().out)
+    with rejects("order the replies arrive"):
         nb08.check_order_free_aggregate(_arrival_order_float32)
-    with pytest.raises(AssertionError, match="not bit for bit"):
+    with rejects("not bit for bit"):
         nb08.check_order_free_aggregate(_sorted_float32)
-    with pytest.raises(AssertionError, match="1/K"):
+    with rejects("1/K"):
         nb08.check_order_free_aggregate(_unweighted)
 
 
@@ -56,7 +60,7 @@ def _good_round(times, timeout, heartbeat=60.0):  # the notebook's solution
 
 def test_round_outcome(capsys: pytest.CaptureFixture[str]) -> None:
     nb08.check_round_outcome(_good_round)
-    assert capsys.readouterr().out.startswith("Correct:")
+    assert_correct(capsys.readouterr().out)
     assert nb08.reference_round_outcome({0: 20.0, 1: math.inf}, 600.0) == (60.0, [0])
 
     def waits_for_the_dead(times, timeout, heartbeat=60.0):
@@ -67,9 +71,9 @@ def test_round_outcome(capsys: pytest.CaptureFixture[str]) -> None:
         return _good_round(times, timeout, heartbeat)[0], sorted(
             k for k, t in times.items() if math.isfinite(t))
 
-    with pytest.raises(AssertionError, match="reported unavailable"):
+    with rejects("reported unavailable"):
         nb08.check_round_outcome(waits_for_the_dead)
-    with pytest.raises(AssertionError, match="arrives by the timeout"):
+    with rejects("arrives by the timeout"):
         nb08.check_round_outcome(keeps_stragglers)
 
 
@@ -80,10 +84,10 @@ def test_site_roles(capsys: pytest.CaptureFixture[str]) -> None:
             "CA certificate": "both", "Flower App (FAB)": "both",
             "global model weights": "both"}
     nb08.check_site_roles(good)
-    assert capsys.readouterr().out.startswith("Correct:")
-    with pytest.raises(AssertionError, match="CA certificate"):
+    assert_correct(capsys.readouterr().out)
+    with rejects("CA certificate"):
         nb08.check_site_roles({**good, "CA certificate": "coordinator only"})
-    with pytest.raises(AssertionError, match="also place"):
+    with rejects("also place"):
         nb08.check_site_roles({k: v for k, v in good.items() if k != "patient data"})
-    with pytest.raises(AssertionError, match="locations must be"):
+    with rejects("locations must be"):
         nb08.check_site_roles({**good, "patient data": "cloud"})

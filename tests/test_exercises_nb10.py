@@ -10,14 +10,21 @@ import pytest
 from fedlearn.exercises import nb10
 from fedlearn.survival import c_index
 
+from .exercise_language import assert_correct, exercise_language, only_in, rejects  # noqa: F401
 
-def test_risk_sign_accepts_minus_risk_and_rejects_the_flip() -> None:
+pytestmark = pytest.mark.usefixtures("exercise_language")
+
+
+@only_in("zh")  # slow: one language (rejects() checks both versions of a hint)
+def test_risk_sign_accepts_minus_risk_and_rejects_the_flip(
+        capsys: pytest.CaptureFixture[str]) -> None:
     nb10.check_risk_sign(c_index)
+    assert_correct(capsys.readouterr().out)
     from lifelines.utils import concordance_index
 
-    with pytest.raises(AssertionError, match="sign is flipped"):
+    with rejects("sign is flipped"):
         nb10.check_risk_sign(lambda r, t, e: concordance_index(t, r, e))
-    with pytest.raises(AssertionError, match="expected"):
+    with rejects("expected"):
         nb10.check_risk_sign(lambda r, t, e: concordance_index(t, -r))  # ignores censoring
 
 
@@ -30,14 +37,15 @@ def _bracket(d, c):
     return lo, hi
 
 
-def test_km_bracket_accepts_the_telescoping_bounds() -> None:
+def test_km_bracket_accepts_the_telescoping_bounds(capsys: pytest.CaptureFixture[str]) -> None:
     nb10.check_km_bracket(_bracket)
+    assert_correct(capsys.readouterr().out)
 
 
 def test_km_bracket_rejects_swapped_and_wrong_risk_sets() -> None:
-    with pytest.raises(AssertionError, match="swapped"):
+    with rejects("swapped"):
         nb10.check_km_bracket(lambda d, c: _bracket(d, c)[::-1])
-    with pytest.raises(AssertionError, match="one value per grid point"):
+    with rejects("one value per grid point"):
         nb10.check_km_bracket(lambda d, c: tuple(np.append(v, 0.0) for v in _bracket(d, c)))
 
     def forward_cumsum(d, c):  # at risk counted from the wrong end
@@ -45,17 +53,20 @@ def test_km_bracket_rejects_swapped_and_wrong_risk_sets() -> None:
         n = np.cumsum(d + c)
         lo = np.cumprod(1 - d / np.maximum(n, 1))[:-1]
         return lo, lo
-    with pytest.raises(AssertionError):
+    with rejects("falls outside your bracket"):
         nb10.check_km_bracket(forward_cumsum)
+    with rejects("lower bound: expected"):  # inside the bracket, but not the telescoping bound
+        nb10.check_km_bracket(lambda d, c: (0.999 * _bracket(d, c)[0], _bracket(d, c)[1]))
 
 
-def test_sensitivities() -> None:
+def test_sensitivities(capsys: pytest.CaptureFixture[str]) -> None:
     nb10.check_sensitivities(lambda g: (1, g, math.sqrt(g)))
-    with pytest.raises(AssertionError, match="swapped"):
+    assert_correct(capsys.readouterr().out)
+    with rejects("swapped"):
         nb10.check_sensitivities(lambda g: (1, math.sqrt(g), g))
-    with pytest.raises(AssertionError, match="one cell of the 2"):
+    with rejects("one cell of the 2"):
         nb10.check_sensitivities(lambda g: (2, g, math.sqrt(g)))
-    with pytest.raises(AssertionError, match="every interval"):
+    with rejects("every interval"):
         nb10.check_sensitivities(lambda g: (1, 1, 1))
 
 
@@ -64,11 +75,15 @@ def _step(beta, ll, g, h, n, lam):
     return beta + np.linalg.solve(-(h - n * lam * np.eye(p)), g - n * lam * beta)
 
 
-def test_newton_step_accepts_the_reference_and_rejects_mistakes() -> None:
+def test_newton_step_accepts_the_reference_and_rejects_mistakes(
+        capsys: pytest.CaptureFixture[str]) -> None:
     nb10.check_newton_step(_step)
-    with pytest.raises(AssertionError, match="penalty is missing"):
+    assert_correct(capsys.readouterr().out)
+    with rejects("penalty is missing"):
         nb10.check_newton_step(lambda b, ll, g, h, n, lam: b + np.linalg.solve(-h, g))
-    with pytest.raises(AssertionError, match="downhill"):
+    with rejects("downhill"):
         nb10.check_newton_step(lambda b, ll, g, h, n, lam: 2 * b - _step(b, ll, g, h, n, lam))
-    with pytest.raises(AssertionError, match="number of patients"):
+    with rejects("number of patients"):
         nb10.check_newton_step(lambda b, ll, g, h, n, lam: _step(b, ll, g, h, 1, lam))
+    with rejects("new beta = beta"):
+        nb10.check_newton_step(lambda b, ll, g, h, n, lam: _step(b, ll, g, h, n, lam) + 1e-3)

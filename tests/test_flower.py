@@ -28,7 +28,6 @@ from fedlearn.flower import (
     DPOptions,
     Federation,
     ModelSpec,
-    NodesNotConnectedError,
     PortInUseError,
     RemoteClient,
     RunFailedError,
@@ -46,34 +45,9 @@ from fedlearn.flower.config import (
     train_config_from_json,
     train_config_to_json,
 )
-from fedlearn.flower.federation import live_processes
 from fedlearn.utils import derive_seed
 
-from .helpers import blobs
-
-SPEC = ModelSpec("logreg", {"in_features": 5}, seed=0)
-CONFIG = fl.TrainConfig(steps=5, batch_size=8, lr=0.1)
-
-
-def _clients() -> list[fl.Client]:
-    """Three hospitals of unequal size (60, 40, 20) with their own test sets."""
-    data, test = blobs(120, d=5, seed=1), blobs(60, d=5, seed=2)
-    parts = fl.partition.size_partition(120, [60, 40, 20], seed=0)
-    test_parts = fl.partition.size_partition(60, [30, 20, 10], seed=0)
-    return fl.clients_from_partition(data, parts, test=test, test_parts=test_parts)
-
-
-def _replay(clients: list[fl.Client], strategy: fl.Strategy,
-            participants: list[list[int]], seed: int = 0) -> dict[str, torch.Tensor]:
-    """fedlearn.run's round loop by hand, with a given set of hospitals in each round."""
-    model = SPEC.build()
-    state = {k: v.clone() for k, v in model.state_dict().items()}
-    for rnd, who in enumerate(participants, start=1):
-        ups = [clients[k].fit(model, state, CONFIG, seed=derive_seed(seed, rnd, k))
-               for k in who]
-        state = strategy.aggregate(rnd, state, ups)
-    return state
-
+from .flower_helpers import CONFIG, SPEC, _assert_no_leftovers, _clients
 
 # ------------------------------------------------------------------------------ in process
 
@@ -256,11 +230,6 @@ def test_bad_runs_are_refused_before_submission(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------- real processes
 
 
-def _assert_no_leftovers(groups: list[int]) -> None:
-    assert groups, "no process was recorded"
-    assert live_processes(groups) == []
-
-
 @pytest.fixture(scope="module")
 def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
     """One SuperLink and three SuperNodes, shared by the runs that do not break it."""
@@ -335,36 +304,3 @@ def test_a_round_without_updates_fails_the_run(federation: Federation) -> None:
     assert result["status"] == "failed"
     assert "no hospital replied" in result["error"]
     assert "size mismatch" in result["error"]  # the hospitals' own exception, forwarded
-
-
-@pytest.mark.slow
-def test_node_dying_mid_run_is_survived(tmp_path: Path) -> None:
-    clients = _clients()
-    paths = write_partitions(clients, tmp_path / "data")
-    fed = Federation(paths, tmp_path / "state", connect_timeout=240)
-
-    def kill_after_round_one(row: dict[str, object]) -> None:
-        if row["round"] == 1:
-            fed.kill_node(2)  # SIGKILL: no goodbye to the SuperLink
-
-    with fed:
-        res = run_on_federation(fed, fl.FedAvg(CONFIG), 2, SPEC, seed=0, min_nodes=2,
-                                evaluate="none", on_round=kill_after_round_one)
-    _assert_no_leftovers(fed.groups())
-    rounds = res.history.rounds
-    assert [r["participants"] for r in rounds] == [[0, 1, 2], [0, 1]]
-    assert rounds[1]["failures"]  # the dead node's message came back as an error
-    expected = _replay(clients, fl.FedAvg(CONFIG), [[0, 1, 2], [0, 1]])
-    assert max_abs_diff(res.final_state, expected) == 0.0
-
-
-@pytest.mark.slow
-def test_node_that_never_connects_is_a_clear_error(tmp_path: Path) -> None:
-    paths = write_partitions(_clients()[:1], tmp_path / "data")
-    fed = Federation(paths, tmp_path / "state", connect_timeout=0.5)
-    with pytest.raises(NodesNotConnectedError, match="0 of 1 SuperNodes"):
-        fed.start()
-    _assert_no_leftovers(fed.groups())  # start() stopped what it had started
-    logs = sorted(p.name for p in (tmp_path / "state" / "logs").iterdir())
-    assert logs == ["node0.log", "superlink.log"]
-

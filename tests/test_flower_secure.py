@@ -35,7 +35,7 @@ from fedlearn.flower.secure_certs import (
 )
 from fedlearn.flower.secure_federation import SecureFederation
 
-from .test_flower import CONFIG, SPEC, _clients
+from .flower_helpers import CONFIG, SPEC, _clients
 
 
 # ---------------------------------------------------------------------- files, no processes

@@ -29,12 +29,16 @@ The sync check (``check``) fails, naming the notebook and the cell, when
   re-wrapping a line is not a change);
 * the translation is not really Chinese: among its prose (maths, code, URLs and reference
   lines with a URL removed) fewer than ``MIN_CJK_SHARE`` of the letters are CJK characters,
-  or a prose line of ``MAX_LATIN_RUN`` or more Latin letters has no CJK character at all;
+  or a prose line without a URL has ``MAX_LATIN_RUN`` or more Latin letters and no CJK
+  character at all (a reference line, which has its URL, keeps its English title);
+* the translation renders to another structure (headings, list items, table cells, bold and
+  italic spans, links, code spans, images: CommonMark via markdown-it-py);
 * a glossary term is not rendered as GLOSSARY.md renders it: every term the English cell
   links to ``GLOSSARY.md#anchor`` keeps that link, with one of the glossary's Chinese forms in
   its text and the English term somewhere in the cell (first use: ``联邦平均（FedAvg）``); and
   every other English use of an unambiguous glossary term has one of its Chinese forms in the
-  translation (an acronym or name such as FedAvg or AUROC may also stay as it is).
+  translation (an acronym or name such as FedAvg or AUROC may also stay as it is; paper
+  titles under a References heading are not searched).
 
 ``build`` writes ``notebooks/zh/<name>.ipynb``: the English notebook's cells, ids, order and
 metadata (plus ``fedlearn_edition``, which says it is the zh-CN edition and what it is built
@@ -192,13 +196,13 @@ _LATIN = re.compile(r"[A-Za-z]")
 _FENCE = re.compile(r"```.*?```", re.S)
 _DISPLAY = re.compile(r"\$\$.+?\$\$", re.S)
 _INLINE = re.compile(r"(?<![\\$])\$(?!\$)(?:[^$\\]|\\.)+?\$")
-#: Inline code may run over a line break (CommonMark), not over a blank line.
-_CODE = re.compile(r"`(?:[^`\n]|\n(?![ \t]*\n))+`")
+_CODE = re.compile(r"`(?:[^`\n]|\n(?!\s*\n))+`")  # a code span may wrap a line
 _LINK_TARGET = re.compile(r"\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 _BARE_URL = re.compile(r"(?<![(\w])https?://[^\s)>\]]+")
 _HTML = re.compile(r"<[^>\n]+>")
 _URL = re.compile(r"https?://")
 _GLOSSARY_LINK = re.compile(r"\[([^\]]+)\]\((?:\.\./)?GLOSSARY\.md#([\w-]+)\)")
+_REFERENCES = re.compile(r"^#+\s*(?:References|Further reading)\b.*$", re.M)
 _ROW = re.compile(r'^\| <a id="([\w-]+)"></a>([^|]+)\|([^|]+)\|', re.M)
 #: English forms too generic to demand a glossary rendering wherever they occur.
 SKIP_FORMS = frozenset({"at risk", "delta", "recall", "round", "clipping", "server",
@@ -230,51 +234,20 @@ def prose(text: str) -> str:
     return _HTML.sub(" ", _BARE_URL.sub(" ", text))
 
 
-_ITEM = re.compile(r"^\s*(?:[*+-]|\d+[.)])\s")
-
-
-def _without_references(text: str) -> list[str]:
-    """The lines of ``text`` except references: a list item with a URL (all its lines: a cited
-    title wraps) or any other line with a URL. A cited title stays in its own language."""
-    kept: list[str] = []
-    item: list[str] = []
-
-    def close() -> None:
-        if not any(_URL.search(ln) for ln in item):
-            kept.extend(item)
-        item.clear()
-
-    for line in text.split("\n"):
-        if _ITEM.match(line) or not line.strip() or not (item and line[:1].isspace()):
-            close()
-        if _ITEM.match(line) or (item and line[:1].isspace() and line.strip()):
-            item.append(line)
-        elif not _URL.search(line):
-            kept.append(line)
-    close()
-    return kept
-
-
-def _prose_lines(zh: str) -> list[str]:
-    """The prose of each line of ``zh`` except references (see :func:`_without_references`).
-    Maths and code are blanked first, keeping the line breaks of spans that run over several."""
-    for pattern in (_FENCE, _DISPLAY, _INLINE, _CODE):
-        zh = pattern.sub(lambda m: " " + "\n" * m.group(0).count("\n"), zh)
-    return [prose(ln) for ln in _without_references(zh)]
-
-
 def cjk_problems(zh: str, en: str) -> list[str]:
     """Why ``zh`` is not really Chinese (empty: it is)."""
     if len(_LATIN.findall(prose(en))) < MIN_PROSE_LETTERS:
         return []
-    lines = _prose_lines(zh)
-    words = "\n".join(lines)
+    lines = [ln for ln in zh.split("\n") if not _URL.search(ln)]  # reference lines: a URL
+    words = prose("\n".join(lines))
     cjk, latin = len(_CJK.findall(words)), len(_LATIN.findall(words))
     problems = []
     if cjk + latin and cjk / (cjk + latin) < MIN_CJK_SHARE:
         problems.append(f"only {cjk / (cjk + latin):.0%} of its letters are Chinese "
                         f"(at least {MIN_CJK_SHARE:.0%}): translate the prose")
-    for line in lines:
+    # maths and code are removed before splitting (a $$ block may span lines); a reference
+    # line (it has a URL) was dropped above and keeps its English title
+    for line in words.split("\n"):
         if len(_LATIN.findall(line)) >= MAX_LATIN_RUN and not _CJK.search(line):
             problems.append(f"an untranslated line: {line.strip()[:70]!r}")
     return problems
@@ -287,6 +260,10 @@ class Term:
     anchor: str
     english: tuple[str, ...]
     chinese: tuple[str, ...]
+    #: Chinese forms accepted for each English form: where a row lists as many English as
+    #: Chinese alternatives ("ServerApp / ClientApp" | "服务端应用 / 客户端应用") they pair up
+    #: in order; otherwise every Chinese form is accepted for every English one.
+    pairs: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 def _alternatives(cell: str) -> list[str]:
@@ -321,7 +298,13 @@ def load_glossary(path: Path = GLOSSARY) -> dict[str, Term]:
         en_parts, zh_parts = _alternatives(en_cell), _alternatives(zh_cell)
         zh_all = tuple(f for p in zh_parts for f in _chinese_forms(p))
         english = tuple(f for p in en_parts for f in _english_forms(p))
-        terms[anchor] = Term(anchor, english, zh_all)
+        if len(en_parts) == len(zh_parts) > 1:
+            pairs = tuple((f, tuple(_chinese_forms(z)))
+                          for e, z in zip(en_parts, zh_parts, strict=True)
+                          for f in _english_forms(e))
+        else:
+            pairs = tuple((f, zh_all) for f in english)
+        terms[anchor] = Term(anchor, english, zh_all, pairs)
     return terms
 
 
@@ -355,23 +338,56 @@ def glossary_problems(zh: str, en: str, terms: dict[str, Term]) -> list[str]:
             problems.append(f"first use of {term.chinese[0]}: give the English in parentheses, "
                             f"e.g. {term.chinese[0]}（{term.english[0]}）")
     owners: Counter = Counter(f.lower() for t in terms.values() for f in set(t.english))
-    # a reference keeps its cited title in English, glossary terms and all
-    words = "\n".join(_prose_lines(_GLOSSARY_LINK.sub(" ", en)))
+    # paper titles stay English: a References section is not searched for unmarked terms
+    words = prose(_GLOSSARY_LINK.sub(" ", _REFERENCES.split(en, maxsplit=1)[0]))
     zh_words = prose(zh)
     for term in terms.values():
         if term.anchor in linked:
             continue
-        for form in term.english:
+        for form, chinese in term.pairs:
             if form.lower() in SKIP_FORMS or owners[form.lower()] > 1 or not _occurs(form, words):
                 continue
-            if any(f in zh_words for f in term.chinese):
+            if any(f in zh_words for f in chinese):
                 continue
-            if _is_name(form) and any(_occurs(f, zh_words) for f in term.english if _is_name(f)):
+            if _is_name(form) and _occurs(form, zh_words):
                 continue
             problems.append(f"{form!r} is a glossary term: render it as "
-                            f"{' or '.join(term.chinese[:3])} (GLOSSARY.md#{term.anchor})")
+                            f"{' or '.join(chinese[:3])} (GLOSSARY.md#{term.anchor})")
             break
     return problems
+
+
+_STRUCTURE = ("heading_open", "bullet_list_open", "ordered_list_open", "list_item_open",
+              "blockquote_open", "table_open", "th_open", "td_open", "strong_open", "em_open",
+              "link_open", "code_inline", "fence", "image")
+
+
+def structure(text: str) -> Counter:
+    """How many headings, list items, table cells, bold/italic spans, links, code spans and
+    images CommonMark renders from ``text``. In Chinese, ``**观察要点：**后`` does not close
+    (the closing ``**`` follows punctuation and precedes a letter), so the bold is lost and two
+    literal asterisks show; comparing the rendered structure with the English catches it."""
+    from markdown_it import MarkdownIt
+
+    counts: Counter = Counter()
+    stack = MarkdownIt("commonmark").enable("table").parse(text)
+    while stack:
+        token = stack.pop()
+        if token.type in _STRUCTURE:
+            counts[token.type] += 1
+        stack.extend(token.children or [])
+    return counts
+
+
+def structure_problems(zh: str, en: str) -> list[str]:
+    want, got = structure(en), structure(zh)
+    if want == got:
+        return []
+    diff = ", ".join(f"{k.removesuffix('_open')} {got[k]} (English {want[k]})"
+                     for k in sorted(set(want) | set(got)) if want[k] != got[k])
+    return [f"renders differently from the English: {diff} (a ** that closes right after "
+            "full-width punctuation and before a Chinese character stays literal: move it "
+            "before the punctuation)"]
 
 
 def _stale_diff(old: str, new: str, limit: int = 8) -> list[str]:
@@ -435,6 +451,8 @@ def check_notebook(notebook: Path, terms: dict[str, Term] | None = None) -> list
         for span in extra:
             problems.append(f"{where}: the translation adds {span[:80]!r}, which the English "
                             "does not have (maths, code and URLs are copied byte for byte)")
+        problems += [f"{where}: {p}" for p in structure_problems(zh, cell.source)]
+        problems += [f"{where}: {p}" for p in structure_problems(zh, cell.source)]
         problems += [f"{where}: {p}" for p in cjk_problems(zh, cell.source)]
         problems += [f"{where}: {p}" for p in glossary_problems(zh, cell.source, terms)]
     return problems

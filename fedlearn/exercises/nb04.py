@@ -18,7 +18,7 @@ from ..compression import ErrorFeedback, TopK
 from ..strategy import FedAvg
 from ..system import SystemModel
 from ..update import ClientUpdate
-from . import correct
+from . import correct, say
 
 __all__ = ["check_fednova_step", "check_error_feedback", "check_deadline"]
 
@@ -47,7 +47,9 @@ def check_fednova_step(fednova_step: FedNovaStep, trials: int = 6, seed: int = 0
         steps[0] = steps[1] + 7  # never all equal, or FedNova would be FedAvg
         ref = _fednova_reference(deltas, n, steps)
         out = torch.as_tensor(fednova_step([x.clone() for x in deltas], list(n), list(steps)))
-        assert out.shape == ref.shape, f"expected shape {tuple(ref.shape)}, got {tuple(out.shape)}"
+        assert out.shape == ref.shape, say(
+            en=f"expected shape {tuple(ref.shape)}, got {tuple(out.shape)}",
+            zh=f"形状应为 {tuple(ref.shape)}，收到的却是 {tuple(out.shape)}")
         if torch.allclose(out.double(), ref.double(), atol=1e-5):
             continue
         p = torch.tensor(n, dtype=torch.float64) / sum(n)
@@ -56,16 +58,25 @@ def check_fednova_step(fednova_step: FedNovaStep, trials: int = 6, seed: int = 0
         uniform_tau = sum(x.double() / s for x, s in zip(deltas, steps, strict=True)) / k * \
             sum(steps) / k
         if torch.allclose(out.double(), fedavg, atol=1e-5):
-            raise AssertionError("that is FedAvg's average: divide each delta by its number of "
-                                 "steps before averaging")
+            raise AssertionError(say(
+                en="that is FedAvg's average: divide each delta by its number of steps before "
+                   "averaging",
+                zh="这是联邦平均（FedAvg）的平均：请先把每个增量除以它的本地迭代步数，再做平均"))
         if torch.allclose(out.double(), normalised, atol=1e-5):
-            raise AssertionError("you averaged the normalised updates but forgot to rescale by "
-                                 "the effective step count tau_eff = sum_i p_i tau_i")
+            raise AssertionError(say(
+                en="you averaged the normalised updates but forgot to rescale by the effective "
+                   "step count tau_eff = sum_i p_i tau_i",
+                zh="你对归一化后的更新做了平均，但忘了再乘以有效步数 tau_eff = sum_i p_i tau_i"))
         if torch.allclose(out.double(), uniform_tau, atol=1e-5):
-            raise AssertionError("weight clients by p_i = n_i / n, not uniformly")
-        raise AssertionError("wrong aggregate: with p_i = n_i / n, return "
-                             "(sum_i p_i tau_i) * sum_i p_i delta_i / tau_i")
-    correct(f"your FedNova aggregate matches fedlearn's on {trials} random rounds")
+            raise AssertionError(say(en="weight clients by p_i = n_i / n, not uniformly",
+                                     zh="请按 p_i = n_i / n 给各参与方加权，而不是等权"))
+        raise AssertionError(say(
+            en="wrong aggregate: with p_i = n_i / n, return "
+               "(sum_i p_i tau_i) * sum_i p_i delta_i / tau_i",
+            zh="聚合结果不对：设 p_i = n_i / n，应返回 "
+               "(sum_i p_i tau_i) * sum_i p_i delta_i / tau_i"))
+    correct(say(en=f"your FedNova aggregate matches fedlearn's on {trials} random rounds",
+                zh=f"在 {trials} 个随机轮次上，你的 FedNova（归一化平均）聚合与 fedlearn 的一致"))
 
 
 EFTopK = Callable[[Sequence[torch.Tensor], int], Sequence[torch.Tensor]]
@@ -84,21 +95,34 @@ def check_error_feedback(ef_topk: EFTopK, trials: int = 4, seed: int = 0) -> Non
         ef = ErrorFeedback(TopK(k=k))
         ref = [ef(0, {"w": x})[0]["w"] for x in deltas]
         out = [torch.as_tensor(s) for s in ef_topk([x.clone() for x in deltas], k)]
-        assert len(out) == rounds, f"return one sent vector per round ({rounds}), got {len(out)}"
+        assert len(out) == rounds, say(
+            en=f"return one sent vector per round ({rounds}), got {len(out)}",
+            zh=f"请每轮返回一个发送的向量（共 {rounds} 个），收到的却是 {len(out)} 个")
         for r, (o, e) in enumerate(zip(out, ref, strict=True)):
             if torch.allclose(o.float(), e, atol=1e-6):
                 continue
             nnz = int((o != 0).sum())
             if nnz != k:
-                raise AssertionError(f"round {r + 1}: you sent {nnz} non-zero entries, top-k "
-                                     f"sends exactly k = {k}")
+                raise AssertionError(say(
+                    en=f"round {r + 1}: you sent {nnz} non-zero entries, top-k sends exactly "
+                       f"k = {k}",
+                    zh=f"第 {r + 1} 轮：你发送了 {nnz} 个非零元素，top-k 稀疏化恰好发送 "
+                       f"k = {k} 个"))
             plain = TopK(k=k).compress({"w": deltas[r]})[0]["w"]
             if torch.allclose(o.float(), plain, atol=1e-6):
-                raise AssertionError(f"round {r + 1}: that is plain top-k of this round's delta; "
-                                     "add the residual e (what was not sent before) first")
-            raise AssertionError(f"round {r + 1}: wrong vector. Each round: p = delta + e; "
-                                 "sent = top-k of p by |value|; e = p - sent")
-    correct(f"your error feedback sends exactly what fedlearn's does over {trials} random runs")
+                raise AssertionError(say(
+                    en=f"round {r + 1}: that is plain top-k of this round's delta; add the "
+                       "residual e (what was not sent before) first",
+                    zh=f"第 {r + 1} 轮：这是对本轮增量直接做 top-k；请先加上残差 e"
+                       "（之前没有发出去的部分）"))
+            raise AssertionError(say(
+                en=f"round {r + 1}: wrong vector. Each round: p = delta + e; "
+                   "sent = top-k of p by |value|; e = p - sent",
+                zh=f"第 {r + 1} 轮：向量不对。每一轮：p = delta + e；"
+                   "sent = 按 |value| 取 p 的 top-k；e = p - sent"))
+    correct(say(
+        en=f"your error feedback sends exactly what fedlearn's does over {trials} random runs",
+        zh=f"在 {trials} 次随机运行中，你的误差反馈发送的内容与 fedlearn 的完全一致"))
 
 
 SmallestDeadline = Callable[[dict[int, float], int, int], float]
@@ -127,9 +151,17 @@ def check_deadline(smallest_deadline: SmallestDeadline, trials: int = 6, seed: i
         d = float(smallest_deadline(dict(speeds), steps, keep))
         got = _reporting(speeds, steps, d)
         if got < keep:
-            raise AssertionError(f"with deadline {d:.4g} s only {got} of {k} clients finish but "
-                                 f"keep = {keep}: client c needs steps / speed[c] seconds")
+            raise AssertionError(say(
+                en=f"with deadline {d:.4g} s only {got} of {k} clients finish but keep = {keep}: "
+                   "client c needs steps / speed[c] seconds",
+                zh=f"截止时间为 {d:.4g} 秒时，{k} 个参与方中只有 {got} 个完成，但 keep = {keep}："
+                   "参与方 c 需要 steps / speed[c] 秒"))
         if _reporting(speeds, steps, d * (1 - 1e-6)) >= keep:
-            raise AssertionError(f"deadline {d:.4g} s works but is not the smallest: sort the "
-                                 "finishing times steps / speed and take the keep-th smallest")
-    correct(f"your deadlines are the smallest that keep enough hospitals, on {trials} cases")
+            raise AssertionError(say(
+                en=f"deadline {d:.4g} s works but is not the smallest: sort the finishing times "
+                   "steps / speed and take the keep-th smallest",
+                zh=f"截止时间 {d:.4g} 秒可行，但不是最小的：请把完成时间 steps / speed 排序，"
+                   "取第 keep 小的那个"))
+    correct(say(
+        en=f"your deadlines are the smallest that keep enough hospitals, on {trials} cases",
+        zh=f"在 {trials} 个情形中，你的截止时间都是能留住足够多医院的最小值"))

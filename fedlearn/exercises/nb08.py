@@ -21,7 +21,7 @@ from ..models import make_model
 from ..strategy import FedAvg
 from ..update import ClientUpdate
 from ..utils import StateDict, state_sub
-from . import correct
+from . import correct, say
 
 __all__ = ["check_order_free_aggregate", "reference_round_outcome", "check_round_outcome",
            "SITE_ITEMS", "LOCATIONS", "check_site_roles"]
@@ -68,28 +68,41 @@ def check_order_free_aggregate(aggregate: Callable[[StateDict, list[Reply]], Sta
             rng.shuffle(shuffled)
             out = aggregate({k: v.clone() for k, v in glob.items()},
                             [dict(r) for r in shuffled])
-            assert isinstance(out, dict) and set(out) == set(glob), (
-                f"return a state dict with the model's keys {sorted(glob)}")
+            assert isinstance(out, dict) and set(out) == set(glob), say(
+                en=f"return a state dict with the model's keys {sorted(glob)}",
+                zh=f"请返回一个 state dict，键与模型的键 {sorted(glob)} 相同")
             outs.append(out)
         if any(_max_diff(o, outs[0]) > 0 for o in outs[1:]):
-            raise AssertionError(
-                "your result depends on the order the replies arrive in: float addition is "
-                "not associative, so sort the replies by partition_id before summing")
+            raise AssertionError(say(
+                en="your result depends on the order the replies arrive in: float addition is "
+                   "not associative, so sort the replies by partition_id before summing",
+                zh="你的结果取决于回复到达的顺序：浮点加法不满足结合律，"
+                   "所以求和之前请按 partition_id 给回复排序"))
         diff = _max_diff(outs[0], ref)
         if diff == 0:
             continue
         unweighted = {k: sum(r["weights"][k].double() for r in replies) / len(replies)
                       for k in glob}
         if _max_diff(outs[0], unweighted) < 1e-5:
-            raise AssertionError("you averaged with 1/K: weight each hospital by num_examples")
+            raise AssertionError(say(
+                en="you averaged with 1/K: weight each hospital by num_examples",
+                zh="你按 1/K 做了平均：请按 num_examples 给每家医院加权"))
         if diff < 1e-5:
-            raise AssertionError(
-                f"close (max difference {diff:.1e}) but not bit for bit: average the deltas "
-                "local - global (fedlearn.utils.state_sub) in float64, as "
-                "fl.FedAvg().aggregate does, instead of the float32 models")
-        raise AssertionError(f"wrong weights (max difference {diff:.3g}): FedAvg's new model "
-                             "is global + sum_k n_k/n (local_k - global)")
-    correct(f"order-free, bit-for-bit FedAvg on {trials} random federations x 4 arrival orders")
+            raise AssertionError(say(
+                en=f"close (max difference {diff:.1e}) but not bit for bit: average the deltas "
+                   "local - global (fedlearn.utils.state_sub) in float64, as "
+                   "fl.FedAvg().aggregate does, instead of the float32 models",
+                zh=f"很接近（最大差值 {diff:.1e}），但没有做到逐位一致：请像 fl.FedAvg().aggregate "
+                   "那样，用 float64 平均增量 local - global（fedlearn.utils.state_sub），"
+                   "而不是平均 float32 的模型"))
+        raise AssertionError(say(
+            en=f"wrong weights (max difference {diff:.3g}): FedAvg's new model is "
+               "global + sum_k n_k/n (local_k - global)",
+            zh=f"权重不对（最大差值 {diff:.3g}）：联邦平均（FedAvg）的新模型是 "
+               "global + sum_k n_k/n (local_k - global)"))
+    correct(say(
+        en=f"order-free, bit-for-bit FedAvg on {trials} random federations x 4 arrival orders",
+        zh=f"在 {trials} 个随机联邦 x 4 种到达顺序上，你的联邦平均（FedAvg）与顺序无关、逐位一致"))
 
 
 def reference_round_outcome(reply_seconds: Mapping[int, float], timeout: float,
@@ -123,20 +136,29 @@ def check_round_outcome(round_outcome: Callable[..., tuple[float, list[int]]],
     for times, timeout, heartbeat in cases:
         want = reference_round_outcome(times, timeout, heartbeat)
         got = round_outcome(dict(times), timeout, heartbeat)
-        assert isinstance(got, tuple) and len(got) == 2, "return (seconds, sorted ids)"
+        assert isinstance(got, tuple) and len(got) == 2, say(
+            en="return (seconds, sorted ids)",
+            zh="请返回一对值：（秒数，排好序的医院编号）")
         seconds, who = float(got[0]), sorted(int(i) for i in got[1])
         if who != want[1]:
-            raise AssertionError(
-                f"reply times {times}, timeout {timeout:.0f} s: expected hospitals {want[1]} "
-                f"to be aggregated, got {who}; a reply counts only if it arrives by the timeout,"
-                " and a hospital that is down never replies")
+            raise AssertionError(say(
+                en=f"reply times {times}, timeout {timeout:.0f} s: expected hospitals {want[1]} "
+                   f"to be aggregated, got {who}; a reply counts only if it arrives by the "
+                   "timeout, and a hospital that is down never replies",
+                zh=f"回复时间 {times}，超时 {timeout:.0f} 秒：应聚合的医院是 {want[1]}，"
+                   f"你给出的是 {who}；回复只有在超时之前到达才算数，宕机的医院永远不会回复"))
         if not math.isclose(seconds, want[0], rel_tol=1e-9, abs_tol=1e-9):
-            raise AssertionError(
-                f"reply times {times}, timeout {timeout:.0f} s, heartbeat {heartbeat:.0f} s: "
-                f"the round lasts {want[0]:.1f} s, not {seconds:.1f} s; the server stops "
-                "waiting when every hospital has answered or been reported unavailable "
-                "(after the heartbeat), and never later than the timeout")
-    correct(f"your round timing agrees on {len(cases)} federations with slow and dead hospitals")
+            raise AssertionError(say(
+                en=f"reply times {times}, timeout {timeout:.0f} s, heartbeat {heartbeat:.0f} s: "
+                   f"the round lasts {want[0]:.1f} s, not {seconds:.1f} s; the server stops "
+                   "waiting when every hospital has answered or been reported unavailable "
+                   "(after the heartbeat), and never later than the timeout",
+                zh=f"回复时间 {times}，超时 {timeout:.0f} 秒，心跳 {heartbeat:.0f} 秒："
+                   f"这一轮持续 {want[0]:.1f} 秒，而不是 {seconds:.1f} 秒；当每家医院都已回复"
+                   "或被报告为不可用（心跳超时之后）时，服务器就停止等待，且绝不晚于超时"))
+    correct(say(
+        en=f"your round timing agrees on {len(cases)} federations with slow and dead hospitals",
+        zh=f"在 {len(cases)} 个含慢速和宕机医院的联邦上，你算出的轮次时长都一致"))
 
 
 SITE_ITEMS: tuple[str, ...] = (
@@ -145,32 +167,47 @@ SITE_ITEMS: tuple[str, ...] = (
     "Flower App (FAB)", "global model weights",
 )
 LOCATIONS = ("hospital only", "coordinator only", "both")
-_SITE_ANSWERS = {
-    "patient data": ("hospital only", "data never leave the hospital; only weights travel"),
+#: item -> (where it belongs, why in English, why in Chinese)
+_SITE_ANSWERS: dict[str, tuple[str, str, str]] = {
+    "patient data": ("hospital only", "data never leave the hospital; only weights travel",
+                     "数据从不离开医院，在网络上传输的只有权重"),
     "node private key": ("hospital only", "a private key proves the hospital's identity, so "
-                         "it never leaves the hospital"),
+                         "it never leaves the hospital",
+                         "私钥证明的是医院的身份，所以它永远不离开医院"),
     "node config with the data path": ("hospital only", "each hospital starts its own "
-                                       "SuperNode with its own --node-config"),
+                                       "SuperNode with its own --node-config",
+                                       "每家医院用自己的 --node-config 启动自己的 SuperNode"
+                                       "（Flower 节点）"),
     "SuperLink TLS private key": ("coordinator only", "only the server that presents the "
-                                  "certificate holds its key"),
+                                  "certificate holds its key",
+                                  "只有出示该证书的服务器才持有它的私钥"),
     "node public key": ("both", "the hospital generates it and the coordinator registers it "
-                        "(flwr supernode register) so that only known nodes connect"),
+                        "(flwr supernode register) so that only known nodes connect",
+                        "医院生成它，协调方登记它（flwr supernode register），"
+                        "这样只有已知的节点才能连接"),
     "CA certificate": ("both", "the coordinator's server certificate is signed by it and "
-                       "every hospital needs it to verify the server (--root-certificates)"),
+                       "every hospital needs it to verify the server (--root-certificates)",
+                       "协调方的服务器证书由它签发，每家医院都需要它来验证服务器"
+                       "（--root-certificates）"),
     "Flower App (FAB)": ("both", "the coordinator submits it with flwr run and every "
-                         "SuperNode downloads and runs it"),
-    "global model weights": ("both", "the server broadcasts them every round"),
+                         "SuperNode downloads and runs it",
+                         "协调方用 flwr run 提交它，每个 SuperNode 都会下载并运行它"),
+    "global model weights": ("both", "the server broadcasts them every round",
+                             "服务器每一轮都会广播它们"),
 }
 
 
 def check_site_roles(roles: Mapping[str, str]) -> None:
     """``roles`` maps every item of :data:`SITE_ITEMS` to one of :data:`LOCATIONS`."""
     missing = [i for i in SITE_ITEMS if i not in roles]
-    assert not missing, f"also place: {missing}"
+    assert not missing, say(en=f"also place: {missing}", zh=f"还需要放置：{missing}")
     bad = [v for v in roles.values() if v not in LOCATIONS]
-    assert not bad, f"locations must be one of {LOCATIONS}, got {bad}"
+    assert not bad, say(en=f"locations must be one of {LOCATIONS}, got {bad}",
+                        zh=f"位置必须是 {LOCATIONS} 之一，收到的却是 {bad}")
     for item in SITE_ITEMS:
-        where, why = _SITE_ANSWERS[item]
+        where, why_en, why_zh = _SITE_ANSWERS[item]
         if roles[item] != where:
-            raise AssertionError(f"{item!r}: {where}, because {why}")
-    correct("you placed all eight items where a production deployment keeps them")
+            raise AssertionError(say(en=f"{item!r}: {where}, because {why_en}",
+                                     zh=f"{item!r} 应放在 {where!r}，因为{why_zh}"))
+    correct(say(en="you placed all eight items where a production deployment keeps them",
+                zh="你把全部八项都放到了生产部署中它们应在的位置"))

@@ -17,7 +17,7 @@ from torch import nn
 
 from ..algorithms.personal_ditto import ProxToward
 from ..evaluation import summary
-from . import correct
+from . import correct, say
 
 __all__ = ["check_hospital_summary", "check_prox_step", "check_validation_sd"]
 
@@ -41,16 +41,25 @@ def check_hospital_summary(fn: Callable[[pd.DataFrame], tuple[float, str]], tria
         mean, worst = fn(scores.copy())
         if not math.isclose(float(mean), float(ref["mean"]), abs_tol=1e-9):
             if math.isclose(float(mean), float(ref["weighted"]), abs_tol=1e-9):
-                raise AssertionError("that is the size-weighted (pooled) accuracy: it hides a "
-                                     "small hospital behind a large one; count each hospital "
-                                     "once (a plain mean over hospitals)")
-            raise AssertionError(f"the mean over hospitals should be {ref['mean']:.4f}, got "
-                                 f"{float(mean):.4f}")
+                raise AssertionError(say(
+                    en="that is the size-weighted (pooled) accuracy: it hides a small hospital "
+                       "behind a large one; count each hospital once (a plain mean over "
+                       "hospitals)",
+                    zh="这是按规模加权的（合并的）准确率：它把小医院藏在了大医院身后；"
+                       "请让每家医院只算一次（对各医院取简单平均）"))
+            raise AssertionError(say(
+                en=f"the mean over hospitals should be {ref['mean']:.4f}, got {float(mean):.4f}",
+                zh=f"各医院的平均值应为 {ref['mean']:.4f}，收到的却是 {float(mean):.4f}"))
         if worst != ref["worst_hospital"]:
-            hint = " (that is the best one)" if worst == names[int(np.argmax(acc))] else ""
-            raise AssertionError(f"the worst hospital is the one with the lowest accuracy, "
-                                 f"{ref['worst_hospital']}, not {worst!r}{hint}")
-    correct("the mean counts every hospital once and the worst hospital is named")
+            hint = (say(en=" (that is the best one)", zh="（那是最好的一家）")
+                    if worst == names[int(np.argmax(acc))] else say(en="", zh=""))
+            raise AssertionError(say(
+                en=f"the worst hospital is the one with the lowest accuracy, "
+                   f"{ref['worst_hospital']}, not {worst!r}{hint.en}",
+                zh=f"最差的医院是准确率最低的那家，即 {ref['worst_hospital']}，"
+                   f"而不是 {worst!r}{hint.zh}"))
+    correct(say(en="the mean counts every hospital once and the worst hospital is named",
+                zh="平均值让每家医院只算一次，并且指出了最差的医院"))
 
 
 def check_prox_step(fn: Callable[[torch.Tensor, torch.Tensor, float, float], torch.Tensor],
@@ -72,12 +81,20 @@ def check_prox_step(fn: Callable[[torch.Tensor, torch.Tensor, float, float], tor
             continue
         grad = v - lr * lam * (v - w)
         if torch.allclose(out, grad, atol=1e-5):
-            raise AssertionError("that is a gradient step on lam/2 ||v - w||^2: it multiplies "
-                                 "v - w by 1 - lr*lam, which blows up once lr*lam > 2; solve "
-                                 "the proximal problem instead (it divides by 1 + lr*lam)")
-        raise AssertionError(f"for lr={lr:.3f}, lam={lam} expected {ref.tolist()}, got "
-                             f"{out.tolist()}; minimise lam/2||u-w||^2 + ||u-v||^2/(2 lr) over u")
-    correct("the proximal step shrinks v - w by 1/(1 + lr*lam): stable for every lambda")
+            raise AssertionError(say(
+                en="that is a gradient step on lam/2 ||v - w||^2: it multiplies v - w by "
+                   "1 - lr*lam, which blows up once lr*lam > 2; solve the proximal problem "
+                   "instead (it divides by 1 + lr*lam)",
+                zh="这是对 lam/2 ||v - w||^2 走了一个梯度步：它把 v - w 乘以 1 - lr*lam，"
+                   "一旦 lr*lam > 2 就会发散；请改为求解近端问题（它是除以 1 + lr*lam）"))
+        raise AssertionError(say(
+            en=f"for lr={lr:.3f}, lam={lam} expected {ref.tolist()}, got {out.tolist()}; "
+               "minimise lam/2||u-w||^2 + ||u-v||^2/(2 lr) over u",
+            zh=f"lr={lr:.3f}、lam={lam} 时应得到 {ref.tolist()}，收到的却是 {out.tolist()}；"
+               "请对 u 最小化 lam/2||u-w||^2 + ||u-v||^2/(2 lr)"))
+    correct(say(
+        en="the proximal step shrinks v - w by 1/(1 + lr*lam): stable for every lambda",
+        zh="近端步把 v - w 缩小为原来的 1/(1 + lr*lam)：对任何 lambda 都稳定"))
 
 
 def check_validation_sd(fn: Callable[[float, int], float], trials: int = 8, seed: int = 0
@@ -92,10 +109,18 @@ def check_validation_sd(fn: Callable[[float, int], float], trials: int = 8, seed
         if math.isclose(out, ref, rel_tol=1e-6):
             continue
         if math.isclose(out, ref**2, rel_tol=1e-6):
-            raise AssertionError("that is the variance p(1-p)/n; take its square root")
+            raise AssertionError(say(
+                en="that is the variance p(1-p)/n; take its square root",
+                zh="这是方差 p(1-p)/n；请再开平方根"))
         if math.isclose(out, math.sqrt(p * (1 - p)) / n, rel_tol=1e-6):
-            raise AssertionError("divide the variance by n before the square root: "
-                                 "sqrt(p(1-p)/n)")
-        raise AssertionError(f"for p={p:.3f}, n={n} expected {ref:.4f}, got {out:.4f}; an "
-                             "accuracy is a mean of n Bernoulli(p) outcomes")
-    correct("on 78 images an accuracy near 0.8 has a standard deviation of about 0.045")
+            raise AssertionError(say(
+                en="divide the variance by n before the square root: sqrt(p(1-p)/n)",
+                zh="请先把方差除以 n，再开平方根：sqrt(p(1-p)/n)"))
+        raise AssertionError(say(
+            en=f"for p={p:.3f}, n={n} expected {ref:.4f}, got {out:.4f}; an accuracy is a mean "
+               "of n Bernoulli(p) outcomes",
+            zh=f"p={p:.3f}、n={n} 时应为 {ref:.4f}，收到的却是 {out:.4f}；"
+               "准确率是 n 次伯努利试验 Bernoulli(p) 结果的平均值"))
+    correct(say(
+        en="on 78 images an accuracy near 0.8 has a standard deviation of about 0.045",
+        zh="在 78 张图像上，接近 0.8 的准确率的标准差约为 0.045"))
