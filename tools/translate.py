@@ -796,7 +796,8 @@ def main(argv: list[str] | None = None) -> int:
         report = {nb.name: report.get(nb.name, []) for nb in english_notebooks()} | report
     pending, _ = read_pending()
     for name, problems in report.items():
-        state = "in sync" if not problems else f"{len(problems)} problems"
+        count = sum(not p.startswith(" ") for p in problems)  # not the lines of a stale diff
+        state = "in sync" if not problems else f"{count} problem{'s' * (count > 1)}"
         if not args.notebooks and name in pending and not problems:
             state = f"pending ({pending[name]})"
         print(f"{name}: {state}")
