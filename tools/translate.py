@@ -127,7 +127,10 @@ _BlockDumper.add_representer(str, _str)
 
 def load_catalog(path: Path) -> dict[str, Any]:
     """A catalog as a dict; ``cells`` maps cell id to ``{en_sha256, en, zh}``."""
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    # libyaml's safe loader when PyYAML has it (same documents, ten times faster: the edition
+    # check loads every catalog)
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    data = yaml.load(path.read_text(encoding="utf-8"), Loader=loader) or {}  # noqa: S506
     data.setdefault("cells", {})
     for cid, entry in data["cells"].items():
         missing = {"en_sha256", "en", "zh"} - set(entry or {})
