@@ -115,8 +115,12 @@ def _bilingual_repo(tmp_path: Path) -> Path:
     (root / "data").mkdir()
     (root / "data" / "README.md").write_text("# Data\n\nWhere the data come from.\n",
                                              encoding="utf-8")
-    (root / "README.md").write_text("# Course\n\nA course on federated learning.\n",
+    (root / "README.md").write_text("# Course\n\n[简体中文](README.zh-CN.md)\n\nA course on "
+                                    "federated learning.\n\n## Data\n\nPublic data.\n",
                                     encoding="utf-8")
+    (root / "README.zh-CN.md").write_text(
+        "# 课程\n\n[English](README.md) · [数据](README.md#data) · "
+        "[第一课](notebooks/zh/01_one.ipynb)\n", encoding="utf-8")
     (root / "pyproject.toml").write_text(
         '[project]\nname = "x"\nversion = "0"\n[project.urls]\n'
         'Repository = "https://github.com/example-org/course"\n', encoding="utf-8")
@@ -169,3 +173,8 @@ def test_the_chinese_edition_builds_with_its_switch_and_glossary_links(tmp_path:
     assert "<strong>联邦平均</strong></span></a>（FedAvg）" in zh
     assert "/blob/main/notebooks/zh/01_one.ipynb" in zh  # the Colab badge opens the zh notebook
     assert 'src="../../_images/colab-badge.svg"' in zh  # served by the site
+    home = (out / "README.zh-CN.html").read_text(encoding="utf-8")
+    index = (out / "index.html").read_text(encoding="utf-8")
+    assert 'href="README.zh-CN.html"' in index and 'href="index.html#data"' in home
+    assert re.search(r'<a class="course-language" lang="en" href="index\.html">', home)
+    assert re.search(r'<a class="course-language" lang="zh" href="README\.zh-CN\.html">', index)

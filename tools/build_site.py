@@ -11,7 +11,9 @@ Steps:
    the conventions, ``data/README.md`` and the pages in ``docs/`` (API reference, instructor
    guide). Files are rewritten only when their content changed, so rebuilds are incremental.
    The Colab badge's image is pointed at a copy served by the site. A Chinese edition in
-   ``notebooks/zh/`` gets its own section and the language switch.
+   ``notebooks/zh/`` (home page ``README.zh-CN.md``) gets its own section and the language
+   switch, which joins each page to its counterpart (index to README.zh-CN, a notebook to the
+   notebook of the same name).
 3. **Run Sphinx** with ``docs/conf.py``, warnings as errors (``-W --keep-going``), notebooks
    rendered from their stored outputs (``nb_execution_mode = "off"``).
 
@@ -46,6 +48,8 @@ MATHJAX_SHA256 = "1b9c0a1c44df864e915690558e72adb9cc5203360daefd385084ced3b6c64c
 BADGE_FILE = "_static_src/colab-badge.svg"
 
 EDITIONS = {"en": ("English", "notebooks"), "zh": ("中文", "notebooks/zh")}
+#: Each edition's home page: the README (index.md on the site) and its Chinese translation.
+HOMES = {"en": "README.md", "zh": "README.zh-CN.md"}
 
 
 class SiteBuildError(RuntimeError):
@@ -136,9 +140,23 @@ def _editions(root: Path) -> dict[str, list[Path]]:
     found = {}
     for code, (_, folder) in EDITIONS.items():
         notebooks = sorted((root / folder).glob("*.ipynb"))
-        if notebooks or code == "en":
+        if notebooks or code == "en" or (root / HOMES[code]).is_file():
             found[code] = notebooks
     return found
+
+
+def _home(code: str, root: Path) -> str | None:
+    """The page name of an edition's home page on the site, if the edition has one."""
+    if code == "en":
+        return "index"
+    return Path(HOMES[code]).stem if (root / HOMES[code]).is_file() else None
+
+
+def _site_home(text: str) -> bytes:
+    """A README as the site shows it: the Colab badge image served by the site, and links to
+    README.md pointed at the home page (the README is index.md there)."""
+    text = text.replace(colab.BADGE_IMAGE, BADGE_FILE)
+    return re.sub(r"\]\(README\.md(?=[#)])", "](index.md", text).encode("utf-8")
 
 
 def _page(path: Path, root: Path) -> str:
@@ -158,7 +176,9 @@ def _index_source(readme: str, editions: dict[str, list[Path]], root: Path) -> s
                  if (root / f"{p}.md").is_file()]
     toctree("Reference", [*reference, "docs/api", "docs/instructor", "data/README"])
     if "zh" in editions:
-        toctree("中文版 (Chinese edition)", [_page(p, root) for p in editions["zh"]])
+        home = _home("zh", root)
+        toctree("中文版 (Chinese edition)",
+                [*([home] if home else []), *(_page(p, root) for p in editions["zh"])])
     return "\n".join(parts) + "\n"
 
 
@@ -166,8 +186,13 @@ def _languages(editions: dict[str, list[Path]], root: Path) -> dict:
     """Which editions exist and, per page, its counterpart in the other edition (by file name)."""
     info: dict = {"editions": [], "pages": {}}
     for code, notebooks in editions.items():
-        start = "index" if code == "en" else _page(notebooks[0], root)
+        start = _home(code, root) or _page(notebooks[0], root)
         info["editions"].append({"code": code, "label": EDITIONS[code][0], "start": start})
+    homes = {code: _home(code, root) for code in editions}
+    for code, home in homes.items():
+        if home:
+            info["pages"][home] = {"_self": code} | {
+                other: page for other, page in homes.items() if other != code and page}
     by_name = {code: {p.name: _page(p, root) for p in nbs} for code, nbs in editions.items()}
     for code, names in by_name.items():
         for name, page in names.items():
@@ -193,6 +218,8 @@ def assemble(root: Path, src: Path) -> dict:
         for md in sorted((root / folder).glob("*.md")):
             wanted[src / md.relative_to(root)] = _site_markdown(md.read_bytes())
     wanted[src / "data/README.md"] = (root / "data/README.md").read_bytes()
+    if "zh" in editions and (root / HOMES["zh"]).is_file():
+        wanted[src / HOMES["zh"]] = _site_home((root / HOMES["zh"]).read_text(encoding="utf-8"))
     docs = root / "docs"
     for md in sorted(docs.glob("*.md")):
         wanted[src / "docs" / md.name] = md.read_bytes()
