@@ -1,10 +1,12 @@
 """The case study's full sweep behind notebook 07 (too slow for the notebook: about 2 hours).
 
 Six simulated hospitals (``fedlearn.hospitals.build_consortium``: quantity skew, Dirichlet label
-skew alpha = 1, partition seed 0; each hospital's val/test patients dealt out like its training
-patients, the test sets together = the official MedMNIST test split) on PneumoniaMNIST and
-BreastMNIST. Every method uses the recipe of ``fedlearn.study.RECIPES`` (SmallCNN with
-BatchNorm, Adam, class-weighted loss, seeded augmentation):
+skew alpha = 1, partition seed 0, PneumoniaMNIST's training images first cut to fixed per-class
+counts, ``fedlearn.hospitals.CASE_STUDY_TRAIN_COUNTS``, so the hospitals are the same on the
+official file and on the course's offline copy; each hospital's val/test patients dealt out
+like its training patients, the test sets together = the official MedMNIST test split) on
+PneumoniaMNIST and BreastMNIST. Every method uses the recipe of ``fedlearn.study.RECIPES``
+(SmallCNN with BatchNorm, Adam, class-weighted loss, seeded augmentation):
 
 1. ``tune`` (seed 0, *validation* AUROC only): FedProx mu in {0.01, 0.1}, FedAdam server
    learning rate in {1e-3, 3e-3, 1e-2};
@@ -16,7 +18,8 @@ BatchNorm, Adam, class-weighted loss, seeded augmentation):
    the GroupNorm variant of the model, and that variant also runs without DP for reference;
    then image-level DP: FedAvg with DP-SGD at every hospital at ``--epsilon`` per image
    (``fedlearn.study.run_image_dp``), its threshold chosen from Laplace-noised validation
-   histograms at epsilon 1 (``fedlearn.privacy.dp_threshold``);
+   histograms at epsilon 1 (``fedlearn.privacy.dp_threshold``); and the same FedAvg with the
+   DP-SGD runs' recipe but no clipping or noise, to separate DP's cost from the recipe's;
 4. ``feature``: the base methods again with feature skew (each hospital's scanner, a fixed
    intensity transform, ``fedlearn.hospitals.SCANNERS``);
 5. ``longer``: on BreastMNIST, where federation fell short of pooling, pooled / FedAvg / FedBN
@@ -55,7 +58,13 @@ import torch  # noqa: E402
 import fedlearn as fl  # noqa: E402
 from fedlearn import study  # noqa: E402
 from fedlearn.calibration import reliability  # noqa: E402
-from fedlearn.hospitals import CLASS_NAMES, SCANNERS, Consortium, build_consortium  # noqa: E402
+from fedlearn.hospitals import (  # noqa: E402
+    CASE_STUDY_TRAIN_COUNTS,
+    CLASS_NAMES,
+    SCANNERS,
+    Consortium,
+    build_consortium,
+)
 from fedlearn.privacy import DPFedAvg  # noqa: E402
 from fedlearn.report import (  # noqa: E402
     POOLED,
@@ -84,7 +93,8 @@ REPORT_METRICS = ("auroc", "accuracy", "sensitivity", "specificity", "ece")
 def consortium(flag: str, variant: str, root: str | None) -> Consortium:
     data = fl.data.load_medmnist(flag, root=root, progress=False)
     scanners = SCANNERS if variant == "feature" else None
-    return build_consortium(data, alpha=ALPHA, seed=PARTITION_SEED, scanners=scanners)
+    return build_consortium(data, alpha=ALPHA, seed=PARTITION_SEED, scanners=scanners,
+                            train_class_counts=CASE_STUDY_TRAIN_COUNTS[flag])
 
 
 def run_record(res: study.StudyRun, phase: str, flag: str, variant: str,
@@ -349,6 +359,14 @@ def main(argv: list[str] | None = None) -> int:
                        study.make_strategy(best, cfg, **o), epsilon=args.epsilon,
                        delta=DELTA, rounds=gn.rounds, seed=s), s,
                    name=f"{best} (GroupNorm) + DP (eps={args.epsilon:g})"))
+            # the DP-SGD runs' recipe (batch, lr, no augmentation, GroupNorm) WITHOUT clipping
+            # or noise: separates what DP costs from what the recipe change costs
+            dp_recipe = recipe_for(flag, dp=True)
+            dp_cfg = dataclasses.replace(dp_recipe.config, class_weights=label.class_weights())
+            do("private", flag, "label", "FedAvg (GroupNorm), DP-SGD recipe without DP", seed, {},
+               lambda s=seed, r=dp_recipe, c=dp_cfg: study.run_federated(
+                   label, r, study.make_strategy("FedAvg", c), s,
+                   name="FedAvg (GroupNorm), DP-SGD recipe without DP"))
             # image-level DP: DP-SGD at every hospital (FedAvg: DPClient refuses FedProx's
             # local term, which would act outside the clipped, noised gradient)
             dp_name = f"FedAvg (GroupNorm) + DP-SGD (eps={args.epsilon:g} per image)"

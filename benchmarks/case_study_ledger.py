@@ -30,7 +30,7 @@ import torch  # noqa: E402
 
 import fedlearn as fl  # noqa: E402
 from fedlearn import study  # noqa: E402
-from fedlearn.hospitals import build_consortium  # noqa: E402
+from fedlearn.hospitals import CASE_STUDY_TRAIN_COUNTS, build_consortium  # noqa: E402
 from fedlearn.report import POOLED, markdown_table  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -42,7 +42,8 @@ def main() -> None:
     torch.set_num_threads(2)
     t0 = time.perf_counter()
     data = fl.data.load_medmnist(FLAG, progress=False)
-    cons = build_consortium(data, alpha=1.0, seed=0)
+    cons = build_consortium(data, alpha=1.0, seed=0,
+                            train_class_counts=CASE_STUDY_TRAIN_COUNTS[FLAG])
     res = study.run_image_dp(cons, study.DP_RECIPES[FLAG], SEED, EPSILON, delta=DELTA,
                              threshold_epsilon=THRESHOLD_EPSILON)
     auroc = float(res.table().loc[POOLED, "auroc"])

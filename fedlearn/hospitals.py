@@ -37,13 +37,19 @@ from .client import Client
 
 __all__ = ["Scanner", "SCANNERS", "HOSPITALS", "DISEASE_LABEL", "CLASS_NAMES", "Hospital",
            "Consortium", "skewed_label_partition", "proportional_split", "build_consortium",
-           "balanced_class_weights"]
+           "balanced_class_weights", "CASE_STUDY_TRAIN_COUNTS"]
 
 #: Which original label means disease, per MedMNIST flag (BreastMNIST: 0 = malignant).
 DISEASE_LABEL = {"pneumoniamnist": 1, "breastmnist": 0}
 #: Class names after re-coding (index 1 = disease).
 CLASS_NAMES = {"pneumoniamnist": ("normal", "pneumonia"),
                "breastmnist": ("benign/normal", "malignant")}
+#: ``(healthy, disease)`` training images the case study keeps (``build_consortium``'s
+#: ``train_class_counts``), so that its hospitals are the same on every copy of the data: the
+#: official PneumoniaMNIST has 1,214 normal and 3,494 pneumonia training images, the course's
+#: offline copy 388 and 3,494; BreastMNIST's copies agree (None: keep every image).
+CASE_STUDY_TRAIN_COUNTS: dict[str, tuple[int, int] | None] = {
+    "pneumoniamnist": (388, 3494), "breastmnist": None}
 #: The default consortium: six hospitals and their shares of the training images.
 HOSPITALS: tuple[tuple[str, float], ...] = (
     ("University hospital", 0.38), ("City hospital", 0.24), ("Regional hospital", 0.16),

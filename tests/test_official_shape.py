@@ -11,7 +11,8 @@ notebooks 03, 04 and 08 that are tagged ``data-construction`` (the imports and e
 loads the data or builds hospitals from it) against it, and require that each output-checked
 cell prints exactly what the committed notebook printed on the offline copy; they also assert
 the quantities the prose quotes (per-class counts, "39 % normal"). The consortium builder of
-notebook 07 gets the same check on two synthetic files of both shapes.
+notebook 07 gets the same check on two synthetic files of both shapes, and its printed table
+is compared with the committed one.
 """
 
 from __future__ import annotations
@@ -130,11 +131,30 @@ def test_consortium_counts_do_not_depend_on_the_copy(tmp_path: Path) -> None:
         folder = tmp_path / str(len(tables))
         write_pneumonia(folder, shape, seed=len(tables))
         data = fl.data.load_medmnist("pneumoniamnist", root=folder, download=False)
-        cons = fl.hospitals.build_consortium(data, train_class_counts=(388, 3494), seed=0)
+        cons = fl.hospitals.build_consortium(
+            data, seed=0,
+            train_class_counts=fl.hospitals.CASE_STUDY_TRAIN_COUNTS["pneumoniamnist"])
         tables.append([[np.bincount(getattr(h, s).tensors[1].numpy(), minlength=2).tolist()
                         for s in ("train", "val", "test")] for h in cons.hospitals])
     assert tables[0] == tables[1]
     assert sum(t[0][0] for t in tables[0]) == 388 and sum(t[0][1] for t in tables[0]) == 3494
+
+
+def test_notebook_07_prints_the_same_hospitals_on_the_official_file(official_dir: Path) -> None:
+    """Notebook 07's pneumonia consortium (CASE_STUDY_TRAIN_COUNTS) on a file of the official
+    shape prints exactly the table committed from the offline copy."""
+    data = fl.data.load_medmnist("pneumoniamnist", root=official_dir, download=False)
+    cons = fl.hospitals.build_consortium(
+        data, alpha=1.0, seed=0,
+        train_class_counts=fl.hospitals.CASE_STUDY_TRAIN_COUNTS["pneumoniamnist"])
+    sizes = {s: sum(len(h.split(s)) for h in cons) for s in ("train", "val", "test")}
+    printed = f"pneumonia: {sizes}\n{cons.table().to_string()}\n"
+    nb = nbformat.read(ROOT / "notebooks" / "07_case_study.ipynb", as_version=4)
+    cell = next(c for c in nb.cells if c.cell_type == "code" and "CASE_STUDY_TRAIN_COUNTS[ds.flag]"
+                in c.source)
+    assert cell.source.startswith("# NBVAL_CHECK_OUTPUT")
+    assert _stream(cell).startswith(printed), (printed, _stream(cell))
+    assert sizes["train"] == 388 + 3494 and len(data.train) == 4708
 
 
 def test_class_subsample_gives_the_same_label_vector_on_both_copies(tmp_path: Path) -> None:

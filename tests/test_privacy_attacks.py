@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch.utils.data import TensorDataset
 
 import fedlearn as fl
@@ -143,3 +145,20 @@ def test_top_fraction_filter_is_deterministic_hence_not_dp():
     assert all(torch.equal(kept[k], again[k]) for k in kept)
     with pytest.raises(ValueError):
         top_fraction_filter(delta, 0.0)
+
+
+@given(st.lists(st.floats(-5, 5), min_size=1, max_size=30),
+       st.lists(st.floats(-5, 5), min_size=1, max_size=30), st.floats(0, 1))
+@settings(max_examples=60, deadline=None)
+def test_tpr_at_fpr_is_the_best_threshold_within_the_fpr(member, nonmember, max_fpr):
+    from fedlearn.privacy.attacks import MembershipResult
+
+    res = MembershipResult.from_scores(np.array(member), np.array(nonmember))
+    tpr, fpr, k, j = res.tpr_at_fpr(max_fpr)
+    m, o = np.array(member), np.array(nonmember)
+    # brute force over every threshold "accuse scores >= t"
+    allowed = [int((m >= t).sum()) for t in np.r_[m, o, np.inf]
+               if (o >= t).sum() <= max_fpr * o.size]
+    assert k == max(allowed) and tpr == k / m.size and fpr == j / o.size <= max_fpr
+    with pytest.raises(ValueError, match="max_fpr"):
+        res.tpr_at_fpr(1.5)

@@ -72,6 +72,26 @@ class MembershipResult:
                    member_scores=member, nonmember_scores=nonmember,
                    threshold_advantage=thr_adv)
 
+    def tpr_at_fpr(self, max_fpr: float) -> tuple[float, float, int, int]:
+        """The attack at its best threshold that accuses at most ``max_fpr`` of the outsiders.
+
+        Why: an attack that finds a few members with near-certainty is a privacy failure even
+        when its AUC is close to 0.5, so the number to report is the TPR at a low FPR
+        (Carlini et al. 2022). Returns ``(tpr, fpr, members found, outsiders accused)``; the
+        counts feed a Wilson interval (:func:`fedlearn.intervals.wilson_interval`).
+        """
+        if not 0.0 <= max_fpr <= 1.0:
+            raise ValueError(f"max_fpr must be in [0, 1], got {max_fpr}")
+        m, o = self.member_scores, self.nonmember_scores
+        best = (0.0, 0.0, 0, 0)
+        for t in np.unique(np.r_[m, o, np.inf]):  # accuse the scores >= t
+            j = int((o >= t).sum())
+            if j <= max_fpr * o.size:
+                k = int((m >= t).sum())
+                if k > best[2]:
+                    best = (k / m.size, j / o.size, k, j)
+        return best
+
     def roc(self) -> tuple[np.ndarray, np.ndarray]:
         """False- and true-positive rates over all thresholds (for a ROC plot)."""
         y = np.r_[np.ones(self.member_scores.size), np.zeros(self.nonmember_scores.size)]
