@@ -208,7 +208,8 @@ _GLOSSARY_LINK = re.compile(r"\[([^\]]+)\]\((?:\.\./)?GLOSSARY\.md#([\w-]+)\)")
 _REFERENCES = re.compile(r"^#+\s*(?:References|Further reading)\b.*$", re.M)
 _ROW = re.compile(r'^\| <a id="([\w-]+)"></a>([^|]+)\|([^|]+)\|', re.M)
 #: English forms too generic to demand a glossary rendering wherever they occur.
-SKIP_FORMS = frozenset({"at risk", "delta", "recall", "round", "clipping", "server",
+#: ("participant" also means a study participant, a patient, not a client.)
+SKIP_FORMS = frozenset({"at risk", "delta", "recall", "round", "clipping", "server", "participant",
                         "calibration", "hazard", "deadline", "heartbeat", "prevalence"})
 
 
