@@ -49,7 +49,7 @@ def main() -> None:
     auroc = float(res.table().loc[POOLED, "auroc"])
     stored = json.loads((RESULTS / "case_study.json").read_text())
     ref = next(r for r in stored["runs"] if r["phase"] == "private" and r["dataset"] == FLAG
-               and r["seed"] == SEED and "DP-SGD" in r["method"])
+               and r["seed"] == SEED and "DP-SGD (eps=" in r["method"])
     ref_auroc = float(ref["test"][POOLED]["auroc"])
     ledger = res.ledger
     assert ledger is not None
