@@ -534,5 +534,6 @@ def test_the_edition_leaves_the_english_untouched(course: Path) -> None:
 def test_bold_that_does_not_close_after_chinese_punctuation_fails(course: Path) -> None:
     """The lead's structure rule, checked here with the rest: ``**注意：**使用`` renders no bold."""
     _set_zh(course, "notice", NOTICE_ZH.replace("**注意：** ", "**注意：**"))
-    assert any("(id notice): renders differently from the English: strong 0 (English 1)" in p
-               for p in _problems(course))
+    found = [p for p in _problems(course)
+             if "(id notice): renders differently from the English: strong 0 (English 1)" in p]
+    assert len(found) == 1, found  # once, not once per rule that calls the renderer

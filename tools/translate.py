@@ -456,7 +456,6 @@ def check_notebook(notebook: Path, terms: dict[str, Term] | None = None) -> list
             problems.append(f"{where}: the translation adds {span[:80]!r}, which the English "
                             "does not have (maths, code and URLs are copied byte for byte)")
         problems += [f"{where}: {p}" for p in structure_problems(zh, cell.source)]
-        problems += [f"{where}: {p}" for p in structure_problems(zh, cell.source)]
         problems += [f"{where}: {p}" for p in cjk_problems(zh, cell.source)]
         problems += [f"{where}: {p}" for p in glossary_problems(zh, cell.source, terms)]
     return problems
