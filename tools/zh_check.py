@@ -303,8 +303,8 @@ def check_notebook(notebook: Path, terms: dict[str, Term] | None = None) -> list
     nb = read_notebook(notebook)
     problems, done = _coverage(notebook, nb, load_catalog(path)["cells"])
     for where, cell, zh in done:
-        lost = protected_spans(cell.source) - protected_spans(zh)
-        extra = protected_spans(zh) - protected_spans(cell.source)
+        en_spans, zh_spans = protected_spans(cell.source), protected_spans(zh)
+        lost, extra = en_spans - zh_spans, zh_spans - en_spans
         for span in lost:
             problems.append(f"{where}: the translation lost or changed {span[:80]!r}")
         for span in extra:
